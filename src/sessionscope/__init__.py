@@ -1,0 +1,50 @@
+"""sessionscope: one correct, fast SQLAlchemy unit of work per FastAPI request."""
+
+from ._config import DatabaseConfig, DatabaseSettings
+from ._database import Database, Transaction
+from ._dependencies import AsyncDbSession, DbSession, get_async_session, get_session, unit_of_work
+from ._errors import (
+    BlockingSessionError,
+    CommitFailedError,
+    ConcurrentSessionUseError,
+    ConfigurationError,
+    ConflictError,
+    DatabaseBusyError,
+    DatabaseHTTPError,
+    DatabaseUnavailableError,
+    MissingDriverError,
+    NotInitializedError,
+    SessionClosedError,
+    SessionScopeError,
+)
+from ._policy import CommitPolicy, should_commit
+from ._unit import after_commit
+
+__all__ = [
+    "AsyncDbSession",
+    "BlockingSessionError",
+    "CommitFailedError",
+    "CommitPolicy",
+    "ConcurrentSessionUseError",
+    "ConfigurationError",
+    "ConflictError",
+    "Database",
+    "DatabaseBusyError",
+    "DatabaseConfig",
+    "DatabaseHTTPError",
+    "DatabaseSettings",
+    "DatabaseUnavailableError",
+    "DbSession",
+    "MissingDriverError",
+    "NotInitializedError",
+    "SessionClosedError",
+    "SessionScopeError",
+    "Transaction",
+    "after_commit",
+    "get_async_session",
+    "get_session",
+    "should_commit",
+    "unit_of_work",
+]
+
+__version__ = "0.1.0"

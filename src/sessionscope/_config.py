@@ -1,0 +1,125 @@
+"""Configuration: one frozen dataclass, read once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._policy import CommitPolicy
+
+DEFAULT_URL = "sqlite:///./sessionscope.db"
+
+SyncInAsync = Literal["raise", "warn"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig:
+    """How a `Database` connects and behaves. Every field has a working default."""
+
+    url: str = DEFAULT_URL
+    """SQLAlchemy URL of the database. Its driver decides the primary flavour (sync or async);
+    the other flavour's driver is derived (``psycopg`` ↔ ``asyncpg``, ``pymysql`` ↔ ``aiomysql``,
+    ``pysqlite`` ↔ ``aiosqlite``) unless `sync_url` / `async_url` name it."""
+
+    sync_url: str | None = None
+    """URL for sync sessions, when the derived one is not wanted."""
+
+    async_url: str | None = None
+    """URL for async sessions, when the derived one is not wanted."""
+
+    pool_size: int = 5
+    """Connections kept open in the pool."""
+
+    max_overflow: int = 10
+    """Connections opened beyond `pool_size` under load, closed when returned."""
+
+    pool_timeout: float = 5.0
+    """Seconds a request waits for a connection before it is answered 503 with ``Retry-After``."""
+
+    pool_recycle: int | None = None
+    """Seconds after which a pooled connection is replaced. ``None``: 3600 on MySQL/MariaDB
+    (below the server's ``wait_timeout``), never elsewhere."""
+
+    ping_after_idle: float | None = 1.0
+    """Ping a pooled connection at checkout when it sat idle longer than this many seconds, and
+    replace it if the ping fails: a restarted database or a killed backend never fails a request,
+    and busy connections skip the round trip. ``0`` pings at every checkout; ``None`` never."""
+
+    echo: bool = False
+    """Log every SQL statement (parameters stay hidden unless `hide_parameters` is off)."""
+
+    hide_parameters: bool = True
+    """Keep SQL parameters out of log lines and exception messages."""
+
+    sqlite_busy_timeout: float = 5.0
+    """SQLite: seconds a writer waits for the database lock before failing."""
+
+    sync_in_async: SyncInAsync = "raise"
+    """What a sync session requested by an ``async def`` endpoint does: ``"raise"`` refuses it,
+    ``"warn"`` emits a `RuntimeWarning` and goes on (the event loop blocks on each query)."""
+
+    commit_policy: CommitPolicy = "success"
+    """When request units of work commit, unless a route says otherwise (see `CommitPolicy`)."""
+
+    check_on_startup: bool = True
+    """Connect once at start-up, so an unreachable database stops the app with a clear message
+    instead of failing its first requests."""
+
+    retry_after: int = 1
+    """Seconds sent in ``Retry-After`` with 503 responses."""
+
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be at least 1, got {self.pool_size}")
+        if self.max_overflow < -1:
+            raise ValueError(f"max_overflow must be -1 (unbounded) or more, got {self.max_overflow}")
+        if self.pool_timeout <= 0:
+            raise ValueError(f"pool_timeout must be positive, got {self.pool_timeout}")
+        if self.ping_after_idle is not None and self.ping_after_idle < 0:
+            raise ValueError(f"ping_after_idle must be None or >= 0, got {self.ping_after_idle}")
+        if self.sync_in_async not in ("raise", "warn"):
+            raise ValueError(f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}")
+        if self.commit_policy not in ("success", "below_500", "never"):
+            raise ValueError(f"unknown commit_policy {self.commit_policy!r}")
+
+    def __repr__(self) -> str:
+        from ._engines import mask_url
+
+        return (
+            f"DatabaseConfig(url={mask_url(self.url)!r}, pool_size={self.pool_size}, "
+            f"max_overflow={self.max_overflow}, pool_timeout={self.pool_timeout})"
+        )
+
+
+class DatabaseSettings(BaseSettings):
+    """`DatabaseConfig` read from the environment (``DATABASE_URL``, ``DATABASE_POOL_SIZE``...)."""
+
+    model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="ignore")
+
+    url: SecretStr = Field(default=SecretStr(DEFAULT_URL))
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 5.0
+    pool_recycle: int | None = None
+    ping_after_idle: float | None = 1.0
+    echo: bool = False
+
+    def to_config(self, **overrides: Any) -> DatabaseConfig:
+        values: dict[str, Any] = {
+            "url": self.url.get_secret_value(),
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "pool_timeout": self.pool_timeout,
+            "pool_recycle": self.pool_recycle,
+            "ping_after_idle": self.ping_after_idle,
+            "echo": self.echo,
+        }
+        values.update(overrides)
+        return DatabaseConfig(**values)

@@ -1,0 +1,175 @@
+"""FastAPI dependencies: the request's session, and per-route unit-of-work options."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.types import Scope
+
+from ._errors import BlockingSessionError, NotInitializedError, SessionClosedError, SessionScopeError
+from ._policy import COMMIT_POLICIES, CommitPolicy
+from ._unit import UnitOfWork, current_unit
+
+if TYPE_CHECKING:
+    from ._database import Database
+
+DEFAULT_SCOPE_KEY = "sessionscope"
+
+ENDED_REQUEST = (
+    "this session belongs to a request whose unit of work has ended (its response has been "
+    "sent). Code that runs after the response, such as a BackgroundTasks function, needs a unit "
+    "of work of its own: `with db.transaction() as session:` (or `async with`). A streaming "
+    "route that reads while it streams declares `dependencies=[unit_of_work(keep_for_stream=True)]`."
+)
+
+_NOT_ATTACHED = (
+    "no sessionscope Database is attached to this app: create it with "
+    "FastAPI(lifespan=db.lifespan), or call db.init_app(app) before it starts"
+)
+
+_endpoint_is_async: dict[Any, bool] = {}
+
+
+def _unit_for(scope: Scope, db: Database | None) -> UnitOfWork:
+    key = DEFAULT_SCOPE_KEY if db is None else db._scope_key
+    unit: UnitOfWork | None = scope.get(key)
+    if unit is None:
+        if db is None:
+            raise NotInitializedError(_NOT_ATTACHED)
+        raise NotInitializedError(f"{db!r} is not attached to this app: {_NOT_ATTACHED}")
+    return unit
+
+
+def _check_flavour(unit: UnitOfWork, wanted: str) -> None:
+    unit.db._require_started()
+    if unit.ended:
+        raise SessionClosedError(ENDED_REQUEST)
+    other = unit.async_session if wanted == "sync" else unit.sync_session
+    if other is not None:
+        raise SessionScopeError(
+            "this request already has a session of the other flavour (sync and async); "
+            "one request uses one session: ask for DbSession everywhere (def endpoints) or "
+            "AsyncDbSession everywhere (async def endpoints)"
+        )
+
+
+def _refuse_blocking(scope: Scope, db: Database) -> None:
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return
+    is_async = _endpoint_is_async.get(endpoint)
+    if is_async is None:
+        is_async = inspect.iscoroutinefunction(endpoint) or inspect.iscoroutinefunction(
+            getattr(endpoint, "__call__", None)
+        )
+        _endpoint_is_async[endpoint] = is_async
+    if not is_async:
+        return
+    message = (
+        f"the sync session (DbSession) was requested by `async def {getattr(endpoint, '__name__', endpoint)}`: "
+        "each query would block the event loop and stall every other request. Use AsyncDbSession "
+        "in async endpoints, or declare the endpoint with `def` so FastAPI runs it in a worker "
+        "thread. (Database(sync_in_async='warn') turns this error into a warning.)"
+    )
+    if db.config.sync_in_async == "raise":
+        raise BlockingSessionError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+async def request_sync_session(request: Request, db: Database | None) -> Session:
+    unit = _unit_for(request.scope, db)
+    session = unit.sync_session
+    if session is not None:
+        return session
+    _check_flavour(unit, "sync")
+    database = unit.db
+    _refuse_blocking(request.scope, database)
+    slots = database._slots
+    if slots is not None:
+        # Wait for a connection here, on the event loop, before the endpoint takes a worker
+        # thread: threads never sit blocked on an exhausted pool, so the requests that hold
+        # connections always find a thread to finish on (no pool/threadpool deadlock).
+        await database._acquire_slot(slots)
+        unit.hold_slot(slots)
+    session = unit.open_sync(ENDED_REQUEST)
+    current_unit.set(unit)
+    return session
+
+
+async def request_async_session(request: Request, db: Database | None) -> AsyncSession:
+    unit = _unit_for(request.scope, db)
+    session = unit.async_session
+    if session is not None:
+        return session
+    _check_flavour(unit, "async")
+    database = unit.db
+    slots = database._async_slots
+    if slots is not None:
+        await database._acquire_slot(slots)
+        unit.hold_slot(slots)
+    session = unit.open_async(ENDED_REQUEST)
+    current_unit.set(unit)
+    return session
+
+
+async def get_session(request: Request) -> Session:
+    """FastAPI dependency: the request's sync `Session` (first database attached to the app)."""
+    return await request_sync_session(request, None)
+
+
+async def get_async_session(request: Request) -> AsyncSession:
+    """FastAPI dependency: the request's `AsyncSession` (first database attached to the app)."""
+    return await request_async_session(request, None)
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+"""The request's sync session, for ``def`` endpoints and dependencies."""
+
+AsyncDbSession = Annotated[AsyncSession, Depends(get_async_session)]
+"""The request's AsyncSession, for ``async def`` endpoints and dependencies."""
+
+
+def unit_of_work(
+    *,
+    commit: CommitPolicy | None = None,
+    keep_for_stream: bool = False,
+    write: bool | None = None,
+    database: Database | None = None,
+) -> Any:
+    """Per-route options of the request's unit of work, as a route dependency::
+
+        @app.post("/login", dependencies=[unit_of_work(commit="below_500")])
+
+    * ``commit``: the `CommitPolicy` of this route.
+    * ``keep_for_stream``: keep the session open while a streaming response is sent (it ends
+      before the last chunk, or rolls back if the stream aborts). By default the session ends,
+      and its connection returns to the pool, before the first byte.
+    * ``write``: whether the route writes; by default, every method but GET, HEAD, OPTIONS and
+      TRACE. On SQLite a writing unit takes the write lock at BEGIN, so concurrent
+      read-modify-write requests queue instead of failing or losing updates.
+    * ``database``: the database these options apply to (default: the app's first).
+    """
+    if commit is not None and commit not in COMMIT_POLICIES:
+        raise ValueError(f"unknown commit policy {commit!r}; expected one of {COMMIT_POLICIES}")
+
+    async def configure_unit_of_work(request: Request) -> None:
+        unit = _unit_for(request.scope, database)
+        if commit is not None:
+            unit.policy = commit
+        if keep_for_stream:
+            unit.keep_for_stream = True
+        if write is not None:
+            if unit.active:
+                raise SessionScopeError(
+                    "unit_of_work(write=...) must run before the session is created: put it in "
+                    "the route's `dependencies=[...]`"
+                )
+            unit.write = write
+
+    return Depends(configure_unit_of_work)

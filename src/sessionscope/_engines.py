@@ -1,0 +1,221 @@
+"""Engine creation: driver pairs, per-backend defaults, the SQLite recipe and idle pings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
+
+from ._config import DatabaseConfig
+from ._errors import ConfigurationError, MissingDriverError
+
+# backend -> (sync driver, async driver, extra that installs them)
+_DRIVER_PAIRS: dict[str, tuple[str, str, str]] = {
+    "sqlite": ("pysqlite", "aiosqlite", "sqlite"),
+    "postgresql": ("psycopg", "asyncpg", "postgres"),
+    "mysql": ("pymysql", "aiomysql", "mysql"),
+    "mariadb": ("pymysql", "aiomysql", "mysql"),
+}
+_ASYNC_DRIVERS = frozenset({"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"})
+
+SQLITE_BEGIN_OPTION = "sessionscope_sqlite_begin"
+"""Execution option read by the SQLite ``begin`` hook: ``"IMMEDIATE"`` takes the write lock
+at BEGIN, so concurrent read-modify-write units queue instead of losing updates."""
+
+_CHECKIN_TIME = "sessionscope_checkin"
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as text with its password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+def parse_url(url: str | URL) -> URL:
+    try:
+        return make_url(url)
+    except sa_exc.ArgumentError:
+        raise ConfigurationError(
+            f"cannot parse the database URL {mask_url(url)!r}; expected "
+            "'dialect+driver://user:password@host/dbname', e.g. 'postgresql+asyncpg://...' "
+            "or 'sqlite:///./app.db'"
+        ) from None
+
+
+def is_async_url(url: URL) -> bool:
+    return url.get_driver_name() in _ASYNC_DRIVERS
+
+
+def flavour_urls(config: DatabaseConfig) -> tuple[URL, URL]:
+    """The (sync, async) URLs of a configuration, the missing one derived from the other."""
+    url = parse_url(config.url)
+    backend = url.get_backend_name()
+    pair = _DRIVER_PAIRS.get(backend)
+    if config.sync_url is not None:
+        sync_url = parse_url(config.sync_url)
+    elif not is_async_url(url):
+        sync_url = url
+    elif pair is not None:
+        sync_url = url.set(drivername=f"{backend}+{pair[0]}")
+    else:
+        sync_url = url
+    if config.async_url is not None:
+        async_url = parse_url(config.async_url)
+    elif is_async_url(url):
+        async_url = url
+    elif pair is not None:
+        async_url = url.set(drivername=f"{backend}+{pair[1]}")
+    else:
+        async_url = url
+    return sync_url, async_url
+
+
+def is_sqlite_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """How many connections the pool can hand out at once (``None``: no limit)."""
+
+    capacity: int | None
+
+
+def pool_capacity(config: DatabaseConfig, url: URL) -> int | None:
+    if is_sqlite_memory(url):
+        return 1
+    if config.engine_options.get("poolclass") is not None:
+        return None
+    if config.max_overflow < 0:
+        return None
+    return config.pool_size + config.max_overflow
+
+
+def _engine_kwargs(config: DatabaseConfig, url: URL) -> tuple[URL, dict[str, Any]]:
+    backend = url.get_backend_name()
+    kwargs: dict[str, Any] = {
+        "echo": config.echo,
+        "hide_parameters": config.hide_parameters,
+        "pool_pre_ping": config.ping_after_idle == 0,
+    }
+    if backend == "sqlite":
+        connect_args: dict[str, Any] = {"check_same_thread": False}
+        if is_sqlite_memory(url):
+            kwargs["poolclass"] = StaticPool
+        else:
+            kwargs.update(pool_size=config.pool_size, max_overflow=config.max_overflow)
+            kwargs["pool_timeout"] = config.pool_timeout
+        kwargs["connect_args"] = connect_args
+    else:
+        kwargs.update(
+            pool_size=config.pool_size,
+            max_overflow=config.max_overflow,
+            pool_timeout=config.pool_timeout,
+        )
+    if backend in ("mysql", "mariadb"):
+        kwargs["pool_recycle"] = 3600 if config.pool_recycle is None else config.pool_recycle
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+    elif config.pool_recycle is not None:
+        kwargs["pool_recycle"] = config.pool_recycle
+    kwargs.update(config.engine_options)
+    return url, kwargs
+
+
+def _missing_driver(url: URL, error: ImportError) -> MissingDriverError:
+    backend = url.get_backend_name()
+    pair = _DRIVER_PAIRS.get(backend)
+    extra = pair[2] if pair else None
+    fix = (
+        f'pip install "sessionscope[{extra}]"'
+        if extra
+        else f"install the DBAPI driver for {url.drivername!r}"
+    )
+    return MissingDriverError(
+        f"the driver for {url.drivername!r} ({mask_url(url)}) is not installed "
+        f"({error.name or error}); fix: {fix}"
+    )
+
+
+def create_sync_engine(config: DatabaseConfig, url: URL) -> Engine:
+    url, kwargs = _engine_kwargs(config, url)
+    try:
+        engine = create_engine(url, **kwargs)
+    except ImportError as error:
+        raise _missing_driver(url, error) from None
+    _install_hooks(engine, config, url)
+    return engine
+
+
+def create_async_db_engine(config: DatabaseConfig, url: URL) -> AsyncEngine:
+    url, kwargs = _engine_kwargs(config, url)
+    try:
+        engine = create_async_engine(url, **kwargs)
+    except ImportError as error:
+        raise _missing_driver(url, error) from None
+    except sa_exc.InvalidRequestError as error:
+        raise ConfigurationError(
+            f"{mask_url(url)} is not an async driver; name one in async_url "
+            "(e.g. 'postgresql+asyncpg://', 'mysql+aiomysql://', 'sqlite+aiosqlite://')"
+        ) from error
+    _install_hooks(engine.sync_engine, config, url)
+    return engine
+
+
+def _install_hooks(engine: Engine, config: DatabaseConfig, url: URL) -> None:
+    if url.get_backend_name() == "sqlite":
+        _install_sqlite_recipe(engine, config, memory=is_sqlite_memory(url))
+    if config.ping_after_idle:
+        _install_idle_ping(engine, config.ping_after_idle)
+
+
+def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bool) -> None:
+    busy_ms = int(config.sqlite_busy_timeout * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the driver: it would not BEGIN before a SELECT
+        # (read-modify-write loses updates) and breaks SAVEPOINT. SQLAlchemy's documented recipe.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _install_idle_ping(engine: Engine, idle_seconds: float) -> None:
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKIN_TIME] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(
+        dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        checked_in = record.info.get(_CHECKIN_TIME)
+        if checked_in is None or time.monotonic() - checked_in < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool invalidates this connection and checks out a fresh one.
+            raise sa_exc.DisconnectionError("stale pooled connection replaced") from error

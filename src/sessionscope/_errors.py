@@ -1,0 +1,92 @@
+"""Exceptions raised by sessionscope.
+
+Every exception sessionscope raises on purpose derives from one root::
+
+    SessionScopeError
+    ├── ConfigurationError            bad settings, found at start-up
+    │   ├── MissingDriverError        (also an ImportError) a database driver is not installed
+    │   └── DatabaseUnavailableError  the database did not answer at start-up
+    ├── NotInitializedError           the app's lifespan did not run (engines do not exist)
+    ├── SessionClosedError            the request's unit of work has ended
+    ├── BlockingSessionError          a sync session inside an ``async def`` endpoint
+    ├── ConcurrentSessionUseError     one AsyncSession used from two tasks at once
+    └── DatabaseHTTPError             (also an HTTPException) a database failure turned into a response
+        ├── ConflictError             409: a constraint was violated (at flush or at COMMIT)
+        ├── DatabaseBusyError         503: no connection in time, or the database is unreachable
+        └── CommitFailedError         500: the COMMIT failed for another reason
+
+Messages say what went wrong and how to fix it. None of them holds a password, SQL text or
+SQL parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.exceptions import HTTPException
+
+
+class SessionScopeError(Exception):
+    """Root of every exception sessionscope raises on purpose."""
+
+
+class ConfigurationError(SessionScopeError):
+    """The configuration cannot work; raised at start-up, never per request."""
+
+
+class MissingDriverError(ConfigurationError, ImportError):
+    """The database driver for a URL is not installed.
+
+    The message holds the exact ``pip install "sessionscope[extra]"`` line.
+    """
+
+
+class DatabaseUnavailableError(ConfigurationError):
+    """The database did not answer the start-up check."""
+
+
+class NotInitializedError(SessionScopeError):
+    """A session was asked for before the app's lifespan started the database."""
+
+
+class SessionClosedError(SessionScopeError):
+    """The session belongs to a unit of work that has already ended."""
+
+
+class BlockingSessionError(SessionScopeError):
+    """A sync session was requested where it would block the event loop."""
+
+
+class ConcurrentSessionUseError(SessionScopeError):
+    """One AsyncSession was used by two tasks at the same time."""
+
+
+class DatabaseHTTPError(SessionScopeError, HTTPException):
+    """A database failure turned into an HTTP error response.
+
+    It is an ``HTTPException``: the app's own handler for ``HTTPException`` renders it, so
+    every middleware (CORS, logging) sees the response as it sees any other error.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        HTTPException.__init__(self, status_code=status_code, detail=detail, headers=headers)
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"
+
+
+class ConflictError(DatabaseHTTPError):
+    """409: the change violates a constraint of the database."""
+
+
+class DatabaseBusyError(DatabaseHTTPError):
+    """503: no connection became free in time, or the database could not be reached."""
+
+
+class CommitFailedError(DatabaseHTTPError):
+    """500: the transaction could not be committed for a reason the client cannot fix."""

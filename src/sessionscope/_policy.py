@@ -1,0 +1,67 @@
+"""The commit/rollback decision and the mapping of database failures to responses.
+
+Both are pure functions of their arguments: no I/O, no state. The request machinery calls
+them; the tests enumerate them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from sqlalchemy import exc as sa_exc
+
+from ._errors import CommitFailedError, ConflictError, DatabaseBusyError, DatabaseHTTPError
+
+CommitPolicy = Literal["success", "below_500", "never"]
+"""When a request's unit of work commits.
+
+* ``"success"`` (the default): the response the client receives has a status below 400 and no
+  exception escaped the endpoint.
+* ``"below_500"``: also commit on client errors (4xx), for routes that must record a refused
+  attempt (an audit row, a failed-login counter). Server errors and exceptions still roll back.
+* ``"never"``: always roll back; for dry runs and routes that must not write.
+"""
+
+COMMIT_POLICIES: tuple[CommitPolicy, ...] = ("success", "below_500", "never")
+
+CONFLICT_DETAIL = "The request conflicts with the current state of the data."
+BUSY_DETAIL = "The database is busy or unavailable; retry later."
+COMMIT_FAILED_DETAIL = "The transaction could not be committed."
+
+
+def should_commit(status: int | None, error: BaseException | None, policy: CommitPolicy) -> bool:
+    """Return whether the unit of work commits.
+
+    ``status`` is the status of the response about to be sent, or ``None`` when no response
+    was started; ``error`` is the exception that escaped the endpoint, if any.
+    """
+    if policy == "never" or error is not None or status is None:
+        return False
+    if policy == "success":
+        return status < 400
+    if policy == "below_500":
+        return status < 500
+    raise ValueError(f"unknown commit policy {policy!r}; expected one of {COMMIT_POLICIES}")
+
+
+def http_error_for(
+    error: BaseException, *, retry_after: int, at_commit: bool
+) -> DatabaseHTTPError | None:
+    """Return the error response a database failure becomes, or ``None`` to let it propagate.
+
+    integrity → 409; pool timeout, lost connection, operational error → 503 with
+    ``Retry-After``. Any other SQLAlchemy error becomes a 500 when it broke the COMMIT
+    (``at_commit``); raised by the endpoint it is a bug in the app and propagates to the
+    server's error handler with its traceback. The detail never holds SQL text or parameters.
+    """
+    if isinstance(error, DatabaseHTTPError):
+        return error
+    if isinstance(error, sa_exc.IntegrityError):
+        return ConflictError(409, CONFLICT_DETAIL)
+    if isinstance(error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.DisconnectionError)) or (
+        isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    ):
+        return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(retry_after)})
+    if at_commit and isinstance(error, sa_exc.SQLAlchemyError):
+        return CommitFailedError(500, COMMIT_FAILED_DETAIL)
+    return None

@@ -1,0 +1,219 @@
+"""A unit of work: at most one session, ended exactly once by commit or rollback, then closed.
+
+Requests and ``db.transaction()`` blocks both end their work here, so they share every
+guarantee: the commit error is reported, the session is closed on every path (cancellation
+included), `after_commit` callbacks run only after a successful commit, and the session
+refuses any use after the end.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from ._errors import SessionScopeError
+from ._policy import CommitPolicy
+from ._sessions import ENDED_KEY, UNIT_KEY, has_pending_work
+
+if TYPE_CHECKING:
+    from ._database import Database
+
+logger = logging.getLogger("sessionscope")
+
+AfterCommit = Callable[[], Any]
+
+current_unit: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+    "sessionscope_current_unit", default=None
+)
+
+
+class UnitOfWork:
+    """The state of one unit of work. Created per request (cheaply: no session, no connection)
+    or per ``db.transaction()`` block."""
+
+    __slots__ = (
+        "_after_commit",
+        "_slot",
+        "async_session",
+        "db",
+        "ended",
+        "keep_for_stream",
+        "policy",
+        "stream_status",
+        "sync_session",
+        "write",
+    )
+
+    def __init__(self, db: Database, *, write: bool, policy: CommitPolicy) -> None:
+        self.db = db
+        self.write = write
+        self.policy: CommitPolicy = policy
+        self.keep_for_stream = False
+        self.stream_status: int | None = None
+        self.sync_session: Session | None = None
+        self.async_session: AsyncSession | None = None
+        self.ended = False
+        self._after_commit: list[AfterCommit] | None = None
+        self._slot: anyio.Semaphore | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.sync_session is not None or self.async_session is not None
+
+    def add_after_commit(self, callback: AfterCommit) -> None:
+        if self.ended:
+            raise SessionScopeError(
+                "after_commit() was called after the unit of work ended; register the callback "
+                "while the request (or the transaction block) is still running"
+            )
+        if self._after_commit is None:
+            self._after_commit = []
+        self._after_commit.append(callback)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def open_sync(self, ended_message: str) -> Session:
+        session = self.db._new_sync_session(write=self.write)
+        session.info[UNIT_KEY] = self
+        session.info["sessionscope.ended_message"] = ended_message
+        self.sync_session = session
+        return session
+
+    def open_async(self, ended_message: str) -> AsyncSession:
+        session = self.db._new_async_session(write=self.write)
+        session.sync_session.info[UNIT_KEY] = self
+        session.sync_session.info["sessionscope.ended_message"] = ended_message
+        self.async_session = session
+        return session
+
+    def hold_slot(self, slot: anyio.Semaphore) -> None:
+        """Record a connection slot taken for this unit; `end` gives it back."""
+        self._slot = slot
+
+    # -- the end ----------------------------------------------------------------------------
+
+    async def end(self, commit: bool) -> BaseException | None:
+        """Commit (when ``commit``) or roll back, close, release. Returns the commit error.
+
+        Runs to completion even when the calling task is cancelled: a half-ended unit would
+        leave a connection checked out or idle in transaction.
+        """
+        if self.ended:
+            return None
+        self.ended = True
+        error: BaseException | None = None
+        with anyio.CancelScope(shield=True):
+            try:
+                if self.async_session is not None:
+                    error = await self._end_async(self.async_session, commit)
+                elif self.sync_session is not None:
+                    error = await anyio.to_thread.run_sync(
+                        _end_sync, self.sync_session, commit, limiter=self.db._end_limiter
+                    )
+            finally:
+                self._release_slot()
+            if commit and error is None and self._after_commit:
+                await self._run_after_commit()
+        return error
+
+    def end_sync(self, commit: bool) -> BaseException | None:
+        """`end` for sync code outside the event loop (``with db.transaction()``)."""
+        if self.ended:
+            return None
+        self.ended = True
+        error = None
+        if self.sync_session is not None:
+            error = _end_sync(self.sync_session, commit)
+        if commit and error is None and self._after_commit:
+            for callback in self._after_commit:
+                result = _call_logged(callback)
+                if inspect.iscoroutine(result):
+                    result.close()
+                    logger.error(
+                        "after_commit callback %r is a coroutine function, which a sync "
+                        "transaction cannot await; use `async with db.transaction()`",
+                        callback,
+                    )
+        return error
+
+    async def _end_async(self, session: AsyncSession, commit: bool) -> BaseException | None:
+        sync_session = session.sync_session
+        sync_session.info[ENDED_KEY] = sync_session.info.pop("sessionscope.ended_message", "")
+        error: BaseException | None = None
+        try:
+            if commit and has_pending_work(sync_session):
+                await session.commit()
+        except Exception as commit_error:
+            error = commit_error
+        finally:
+            # close() rolls back whatever is still open and returns the connection.
+            await session.close()
+        return error
+
+    def _release_slot(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
+
+    async def _run_after_commit(self) -> None:
+        assert self._after_commit is not None
+        for callback in self._after_commit:
+            result = _call_logged(callback)
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except Exception:
+                    logger.exception("after_commit callback %r failed", callback)
+
+
+def _end_sync(session: Session, commit: bool) -> BaseException | None:
+    session.info[ENDED_KEY] = session.info.pop("sessionscope.ended_message", "")
+    error: BaseException | None = None
+    try:
+        if commit and has_pending_work(session):
+            session.commit()
+    except Exception as commit_error:
+        error = commit_error
+    finally:
+        session.close()
+    return error
+
+
+def _call_logged(callback: AfterCommit) -> Awaitable[Any] | None:
+    try:
+        result = callback()
+    except Exception:
+        logger.exception("after_commit callback %r failed", callback)
+        return None
+    return result if inspect.isawaitable(result) else None
+
+
+def after_commit(callback: AfterCommit, *, session: Session | AsyncSession | None = None) -> None:
+    """Run ``callback`` once the current unit of work has committed, and only if it did.
+
+    Use it for side effects that must not happen for a write that was rolled back: enqueueing
+    a job, sending mail. ``callback`` takes no arguments and may be a coroutine function
+    (awaited in async units). Its failure is logged and does not undo the commit.
+
+    The unit is the one of ``session`` when given, otherwise the one the current request or
+    ``db.transaction()`` block runs in.
+    """
+    unit: UnitOfWork | None
+    if session is not None:
+        sync_session = session.sync_session if isinstance(session, AsyncSession) else session
+        unit = sync_session.info.get(UNIT_KEY)
+    else:
+        unit = current_unit.get()
+    if unit is None:
+        raise SessionScopeError(
+            "after_commit() found no unit of work: call it inside a request that uses a "
+            "sessionscope session, inside `db.transaction()`, or pass session=..."
+        )
+    unit.add_after_commit(callback)
