@@ -74,7 +74,9 @@ class UnitOfWorkBoundary:
         try:
             await self.app(scope, receive, send_after_commit)
         except _CommitFailed as failed:
-            http_error = http_error_for(failed.error, retry_after=db.config.retry_after, at_commit=True)
+            http_error = http_error_for(
+                failed.error, retry_after=db.config.retry_after, at_commit=True
+            )
             logger.warning(
                 "COMMIT failed (%s); the client receives an error response",
                 type(failed.error).__name__,
@@ -86,7 +88,9 @@ class UnitOfWorkBoundary:
         except BaseException as error:
             await unit.end(commit=False)
             if not started and isinstance(error, Exception):
-                http_error = http_error_for(error, retry_after=db.config.retry_after, at_commit=False)
+                http_error = http_error_for(
+                    error, retry_after=db.config.retry_after, at_commit=False
+                )
                 if http_error is not None and http_error is not error:
                     raise http_error from error
             raise

@@ -79,7 +79,9 @@ class DatabaseConfig:
         if self.pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {self.pool_size}")
         if self.max_overflow < -1:
-            raise ValueError(f"max_overflow must be -1 (unbounded) or more, got {self.max_overflow}")
+            raise ValueError(
+                f"max_overflow must be -1 (unbounded) or more, got {self.max_overflow}"
+            )
         if self.pool_timeout <= 0:
             raise ValueError(f"pool_timeout must be positive, got {self.pool_timeout}")
         if self.ping_after_idle is not None and self.ping_after_idle < 0:

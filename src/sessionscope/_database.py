@@ -381,7 +381,9 @@ class Transaction:
 
     def _open(self) -> UnitOfWork:
         if self._unit is not None:
-            raise RuntimeError("a Transaction block cannot be entered twice; call db.transaction() again")
+            raise RuntimeError(
+                "a Transaction block cannot be entered twice; call db.transaction() again"
+            )
         unit = UnitOfWork(
             self._db, write=not self._readonly, policy="never" if self._readonly else "success"
         )

@@ -12,7 +12,12 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.types import Scope
 
-from ._errors import BlockingSessionError, NotInitializedError, SessionClosedError, SessionScopeError
+from ._errors import (
+    BlockingSessionError,
+    NotInitializedError,
+    SessionClosedError,
+    SessionScopeError,
+)
 from ._policy import COMMIT_POLICIES, CommitPolicy
 from ._unit import UnitOfWork, current_unit
 
@@ -25,7 +30,8 @@ ENDED_REQUEST = (
     "this session belongs to a request whose unit of work has ended (its response has been "
     "sent). Code that runs after the response, such as a BackgroundTasks function, needs a unit "
     "of work of its own: `with db.transaction() as session:` (or `async with`). A streaming "
-    "route that reads while it streams declares `dependencies=[unit_of_work(keep_for_stream=True)]`."
+    "route that reads while it streams declares "
+    "`dependencies=[unit_of_work(keep_for_stream=True)]`."
 )
 
 _NOT_ATTACHED = (
@@ -66,13 +72,14 @@ def _refuse_blocking(scope: Scope, db: Database) -> None:
     is_async = _endpoint_is_async.get(endpoint)
     if is_async is None:
         is_async = inspect.iscoroutinefunction(endpoint) or inspect.iscoroutinefunction(
-            getattr(endpoint, "__call__", None)
+            type(endpoint).__call__
         )
         _endpoint_is_async[endpoint] = is_async
     if not is_async:
         return
+    name = getattr(endpoint, "__name__", repr(endpoint))
     message = (
-        f"the sync session (DbSession) was requested by `async def {getattr(endpoint, '__name__', endpoint)}`: "
+        f"the sync session (DbSession) was requested by `async def {name}`: "
         "each query would block the event loop and stall every other request. Use AsyncDbSession "
         "in async endpoints, or declare the endpoint with `def` so FastAPI runs it in a worker "
         "thread. (Database(sync_in_async='warn') turns this error into a warning.)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -82,14 +81,8 @@ def is_sqlite_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-@dataclass(frozen=True)
-class EngineLimits:
-    """How many connections the pool can hand out at once (``None``: no limit)."""
-
-    capacity: int | None
-
-
 def pool_capacity(config: DatabaseConfig, url: URL) -> int | None:
+    """How many connections the pool hands out at once; ``None`` when it sets no limit."""
     if is_sqlite_memory(url):
         return 1
     if config.engine_options.get("poolclass") is not None:

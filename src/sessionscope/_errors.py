@@ -10,7 +10,7 @@ Every exception sessionscope raises on purpose derives from one root::
     ├── SessionClosedError            the request's unit of work has ended
     ├── BlockingSessionError          a sync session inside an ``async def`` endpoint
     ├── ConcurrentSessionUseError     one AsyncSession used from two tasks at once
-    └── DatabaseHTTPError             (also an HTTPException) a database failure turned into a response
+    └── DatabaseHTTPError             (also an HTTPException) a database failure as a response
         ├── ConflictError             409: a constraint was violated (at flush or at COMMIT)
         ├── DatabaseBusyError         503: no connection in time, or the database is unreachable
         └── CommitFailedError         500: the COMMIT failed for another reason

@@ -58,9 +58,9 @@ def http_error_for(
         return error
     if isinstance(error, sa_exc.IntegrityError):
         return ConflictError(409, CONFLICT_DETAIL)
-    if isinstance(error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.DisconnectionError)) or (
-        isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
-    ):
+    if isinstance(
+        error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.DisconnectionError)
+    ) or (isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated):
         return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(retry_after)})
     if at_commit and isinstance(error, sa_exc.SQLAlchemyError):
         return CommitFailedError(500, COMMIT_FAILED_DETAIL)
