@@ -9,7 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, StaticPool
 
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
@@ -191,6 +191,25 @@ def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bo
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(
+        dbapi_connection: Any, _record: ConnectionPoolEntry, state: PoolResetState
+    ) -> None:
+        # A COMMIT that SQLite refuses (a deferred foreign key) leaves the transaction open,
+        # holding the write lock, while the pool believes it ended: roll it back on return.
+        if (
+            state.transaction_was_reset
+            and state.asyncio_safe
+            and _sqlite_in_transaction(dbapi_connection)
+        ):
+            dbapi_connection.rollback()
+
+
+def _sqlite_in_transaction(dbapi_connection: Any) -> bool:
+    # pysqlite exposes in_transaction; the aiosqlite adapter keeps it on the wrapped connection.
+    raw = getattr(dbapi_connection, "_connection", dbapi_connection)
+    return bool(getattr(raw, "in_transaction", True))
 
 
 def _install_idle_ping(engine: Engine, idle_seconds: float) -> None:
