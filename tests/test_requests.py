@@ -12,7 +12,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 from starlette.middleware.cors import CORSMiddleware
 
-from sessionscope import Database, SessionClosedError
+from sessionscope import (
+    BlockingSessionError,
+    Database,
+    DbSession,
+    NotInitializedError,
+    SessionClosedError,
+)
 
 from .apps import async_app, sync_app
 from .models import Base, Item, Parent
@@ -288,3 +294,44 @@ def test_pool_count_helper_counts(db: Database) -> None:
     assert checked_out(db, "sync") == 0
     with db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Item)) == 0
+
+
+# -- A9: a sync session would block the event loop ---------------------------------------------
+
+
+def _blocking_app(db: Database) -> FastAPI:
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.get("/blocking")
+    async def blocking(session: DbSession) -> int:
+        return len(session.execute(select(1)).all())
+
+    return app
+
+
+def test_sync_session_in_async_endpoint_is_refused(database_url: str) -> None:
+    db = Database(database_url)
+    with TestClient(_blocking_app(db)) as client, pytest.raises(BlockingSessionError) as caught:
+        client.get("/blocking")
+    assert "AsyncDbSession" in str(caught.value)
+    assert "async def blocking" in str(caught.value)
+
+
+def test_sync_session_in_async_endpoint_can_only_warn(database_url: str) -> None:
+    db = Database(database_url, sync_in_async="warn")
+    with (
+        TestClient(_blocking_app(db)) as client,
+        pytest.warns(RuntimeWarning, match="AsyncDbSession"),
+    ):
+        assert client.get("/blocking").json() == 1
+
+
+def test_session_without_lifespan_names_the_fix(database_url: str) -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    def index(session: DbSession) -> None:
+        return None
+
+    with TestClient(app) as client, pytest.raises(NotInitializedError, match="lifespan"):
+        client.get("/")

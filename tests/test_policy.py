@@ -1,0 +1,81 @@
+"""The commit decision and the error mapping: pure functions, enumerated."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import exc as sa_exc
+
+from sessionscope import CommitFailedError, ConflictError, DatabaseBusyError, should_commit
+from sessionscope._policy import COMMIT_POLICIES, http_error_for
+
+STATUSES = [100, 200, 201, 204, 299, 301, 302, 304, 399, 400, 401, 403, 404, 409, 422, 499, 500]
+STATUSES += [502, 503, 599]
+
+# The highest status that commits, per policy (None: nothing commits).
+LAST_COMMITTING_STATUS = {"success": 399, "below_500": 499, "never": None}
+
+
+@pytest.mark.parametrize("policy", COMMIT_POLICIES)
+@pytest.mark.parametrize("status", STATUSES)
+def test_status_decides_without_an_error(policy: str, status: int) -> None:
+    limit = LAST_COMMITTING_STATUS[policy]
+    assert should_commit(status, None, policy) is (limit is not None and status <= limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", COMMIT_POLICIES)
+@pytest.mark.parametrize("status", [*STATUSES, None])
+def test_an_escaped_exception_always_rolls_back(policy: str, status: int | None) -> None:
+    assert should_commit(status, RuntimeError("boom"), policy) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("policy", COMMIT_POLICIES)
+def test_no_response_rolls_back(policy: str) -> None:
+    assert should_commit(None, None, policy) is False  # type: ignore[arg-type]
+
+
+def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown commit policy"):
+        should_commit(200, None, "sometimes")  # type: ignore[arg-type]
+
+
+def _dbapi(cls: type[sa_exc.DBAPIError], **kwargs: object) -> sa_exc.DBAPIError:
+    return cls(
+        "INSERT INTO secret_table VALUES (?)", {"password": "hunter2"}, Exception("x"), **kwargs
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("at_commit", [True, False])
+@pytest.mark.parametrize(
+    ("error", "expected", "status"),
+    [
+        (_dbapi(sa_exc.IntegrityError), ConflictError, 409),
+        (_dbapi(sa_exc.OperationalError), DatabaseBusyError, 503),
+        (sa_exc.TimeoutError("QueuePool limit reached"), DatabaseBusyError, 503),
+        (sa_exc.DisconnectionError("gone"), DatabaseBusyError, 503),
+        (_dbapi(sa_exc.InterfaceError, connection_invalidated=True), DatabaseBusyError, 503),
+    ],
+)
+def test_database_errors_map_to_statuses(
+    error: BaseException, expected: type, status: int, at_commit: bool
+) -> None:
+    mapped = http_error_for(error, retry_after=7, at_commit=at_commit)
+    assert isinstance(mapped, expected)
+    assert mapped.status_code == status
+    assert "secret_table" not in mapped.detail
+    assert "hunter2" not in mapped.detail
+    if status == 503:
+        assert mapped.headers == {"Retry-After": "7"}
+
+
+def test_other_database_errors_are_500_only_at_commit() -> None:
+    error = _dbapi(sa_exc.ProgrammingError)
+    mapped = http_error_for(error, retry_after=1, at_commit=True)
+    assert isinstance(mapped, CommitFailedError)
+    assert mapped.status_code == 500
+    # Raised by the endpoint it is a bug: let it reach the server's error handler.
+    assert http_error_for(error, retry_after=1, at_commit=False) is None
+
+
+@pytest.mark.parametrize("at_commit", [True, False])
+def test_non_database_errors_are_not_mapped(at_commit: bool) -> None:
+    assert http_error_for(ValueError("x"), retry_after=1, at_commit=at_commit) is None

@@ -1,0 +1,58 @@
+"""Realistic user code, type-checked with ``mypy --strict``: the public API's types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from typing_extensions import assert_type
+
+from sessionscope import (
+    AsyncDbSession,
+    Database,
+    DbSession,
+    Transaction,
+    after_commit,
+    unit_of_work,
+)
+
+db = Database.from_env()
+reports = Database("postgresql+asyncpg://reports@127.0.0.1/reports", name="reports", pool_size=2)
+ReportsSession = Annotated[AsyncSession, Depends(reports.get_async_session)]
+app = FastAPI(lifespan=db.lifespan)
+reports.init_app(app)
+
+
+@app.get("/sync")
+def sync_endpoint(session: DbSession) -> int:
+    assert_type(session, Session)
+    return len(session.execute(select(1)).all())
+
+
+@app.post("/async", dependencies=[unit_of_work(commit="below_500")])
+async def async_endpoint(session: AsyncDbSession, other: ReportsSession) -> int:
+    assert_type(session, AsyncSession)
+    assert_type(other, AsyncSession)
+    after_commit(lambda: None)
+    return len((await session.execute(select(1))).all())
+
+
+def script() -> None:
+    assert_type(db.transaction(), Transaction)
+    with db.transaction() as session:
+        assert_type(session, Session)
+
+
+async def worker() -> list[int]:
+    async with db.transaction(readonly=True) as session:
+        assert_type(session, AsyncSession)
+
+    async def one(session: AsyncSession) -> int:
+        return 1
+
+    results = await db.gather(one, one)
+    assert_type(results, list[int])
+    return results
