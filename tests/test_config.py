@@ -127,3 +127,40 @@ def test_lifespan_disposes_the_engines(tmp_path: Path) -> None:
         assert db._sync_engine is not None
     assert db._sync_engine is None
     assert db._async_engine is None
+
+
+def test_every_field_is_documented() -> None:
+    import dataclasses
+
+    page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for field in dataclasses.fields(DatabaseConfig):
+        assert f"`{field.name}`" in page, field.name
+
+
+def test_database_from_a_config_object(tmp_path: Path) -> None:
+    config = DatabaseConfig(url=f"sqlite:///{tmp_path / 'c.db'}", pool_size=2, max_overflow=0)
+    db = Database(config=config)
+    assert db.config is config
+    assert db.sync_engine.pool.size() == 2  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="either"):
+        Database("sqlite://", config=config)
+
+
+def test_forked_worker_gets_fresh_pools(tmp_path: Path) -> None:
+    import multiprocessing
+
+    db = Database(f"sqlite:///{tmp_path / 'fork.db'}")
+    with db.sync_engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+    assert db.sync_engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_report_pool, args=(db, queue))
+    child.start()
+    child.join(timeout=30)
+    assert queue.get(timeout=5) == 0
+    assert db.sync_engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+
+
+def _report_pool(db: Database, queue: object) -> None:
+    queue.put(db.sync_engine.pool.checkedin())  # type: ignore[attr-defined]

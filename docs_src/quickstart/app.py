@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sessionscope import AsyncDbSession, Database, DbSession
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(200))
+
+
+class NoteIn(BaseModel):
+    text: str
+
+
+class NoteOut(NoteIn):
+    id: int
+
+
+db = Database.from_env()  # DATABASE_URL, default sqlite:///./sessionscope.db
+app = FastAPI(lifespan=db.lifespan)
+
+
+@app.post("/notes", status_code=201)
+async def create_note(note: NoteIn, session: AsyncDbSession) -> NoteOut:
+    row = Note(text=note.text)
+    session.add(row)
+    await session.flush()  # assigns row.id; COMMIT happens before the response is sent
+    return NoteOut(id=row.id, text=row.text)
+
+
+@app.get("/notes/{note_id}")
+def read_note(note_id: int, session: DbSession) -> NoteOut:  # sync works the same way
+    row = session.get(Note, note_id)
+    if row is None:
+        raise HTTPException(404, "no such note")
+    return NoteOut(id=row.id, text=row.text)

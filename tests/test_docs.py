@@ -1,0 +1,54 @@
+"""Every snippet of the docs is a file; this runs them."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+
+
+@pytest.fixture
+def quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TestClient]:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'quickstart.db'}")
+    module = importlib.import_module("docs_src.quickstart.app")
+    module = importlib.reload(module)  # read DATABASE_URL of this test
+    module.Base.metadata.create_all(module.db.sync_engine)
+    with TestClient(module.app) as client:
+        yield client
+
+
+def test_quickstart_creates_and_reads_a_note(quickstart: TestClient) -> None:
+    created = quickstart.post("/notes", json={"text": "hello"})
+    assert created.status_code == 201
+    note = created.json()
+    assert note["text"] == "hello"
+    assert quickstart.get(f"/notes/{note['id']}").json() == note
+    assert quickstart.get("/notes/999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("module_name", "refused_rows_kept"),
+    [("get_db_seed", 1), ("sessionscope_version", 0)],
+)
+def test_a_refused_write_is_kept_only_by_the_seed_pattern(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, module_name: str, refused_rows_kept: int
+) -> None:
+    url = f"sqlite:///{tmp_path / 'compare.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    app_module = importlib.import_module("docs_src.quickstart.app")
+    module = importlib.reload(importlib.import_module(f"docs_src.quickstart.{module_name}"))
+    engine = create_engine(url)
+    app_module.Base.metadata.create_all(engine)
+    with TestClient(module.app) as client:
+        assert client.post("/notes", params={"text": "fine"}).status_code == 201
+        assert client.post("/notes", params={"text": "!refused"}).status_code == 400
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT text FROM notes WHERE text LIKE '!%'").all()
+    engine.dispose()
+    if hasattr(module, "engine"):
+        module.engine.dispose()
+    assert len(rows) == refused_rows_kept
