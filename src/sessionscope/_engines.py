@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, StaticPool
 
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
@@ -198,6 +198,20 @@ def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bo
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(
+        dbapi_connection: Any, _record: ConnectionPoolEntry, state: PoolResetState
+    ) -> None:
+        # A COMMIT refused by a deferred foreign key leaves SQLite's transaction open, but
+        # SQLAlchemy treats a failed COMMIT as the end of the transaction and skips its
+        # rollback-on-return: the connection would go back to the pool still holding the
+        # write lock, and every later writer would fail with "database is locked".
+        if not (state.transaction_was_reset and state.asyncio_safe):
+            return
+        driver_connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        if driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
 
 def _install_idle_ping(engine: Engine, idle_seconds: float) -> None:
