@@ -1,6 +1,7 @@
 """A5/A6 over real sockets: after thousands of requests, a third of them abandoned by their
-client while the handler is inside the database, and streams read to the end or cut off, no
-connection stays checked out and none stays idle in transaction."""
+client while the handler is inside the database, others cancelled by a deadline middleware,
+streams read to the end or cut off, no connection stays checked out and none stays idle in
+transaction."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ LOAD_TIME_LIMIT = 50.0
 
 async def run_mixed_load(base_url: str, seed: int) -> Counter[str]:
     """``TOTAL_REQUESTS`` requests, ``CONCURRENCY`` at a time, sync and async endpoints mixed:
-    a third abandoned mid-query, a sixth each of completed holds, writes, streams read to the
-    end and streams cut off after their first bytes. Returns what happened, by kind."""
+    a third abandoned by their client mid-query; the rest in equal shares cancelled by the
+    app's deadline middleware (504), completed holds, writes, streams read to the end and
+    streams cut off after their first bytes. Returns what happened, by kind."""
     rng = random.Random(seed)
     token = secrets.token_hex(4)
     outcomes: Counter[str] = Counter()
@@ -35,7 +37,7 @@ async def run_mixed_load(base_url: str, seed: int) -> Counter[str]:
 
     async def one(index: int, client: httpx.AsyncClient) -> None:
         flavour = rng.choice(("sync", "async"))
-        kind = rng.choice(("abandon", "abandon", "hold", "write", "stream", "stream_cut"))
+        kind = rng.choice(("abandon",) * 3 + ("deadline", "hold", "write", "stream", "stream_cut"))
         async with limiter:
             if kind == "abandon":
                 await abandon_request(
@@ -52,6 +54,11 @@ async def run_mixed_load(base_url: str, seed: int) -> Counter[str]:
             else:
                 if kind == "hold":
                     response = await client.get(f"/{flavour}/hold?ms=10")
+                elif kind == "deadline":
+                    deadline_ms = str(rng.randint(5, 35))
+                    response = await client.get(
+                        f"/{flavour}/hold?ms=40", headers={"x-deadline-ms": deadline_ms}
+                    )
                 elif kind == "write":
                     response = await client.post(
                         f"/{flavour}/items", json={"name": f"load-{token}-{index}"}
@@ -111,7 +118,9 @@ def test_every_connection_returns_after_abandoned_requests_and_streams(
     state = server.wait_pool_idle()
     assert (state["sync"], state["async"]) == (0, 0), state
     completed = {kind: n for kind, n in outcomes.items() if ":" in kind}
-    assert all(kind.endswith((":200", ":201")) for kind in completed), outcomes
+    assert all(kind.endswith((":200", ":201")) for kind in completed if "deadline" not in kind)
+    assert outcomes["deadline:504"] > 50, outcomes
+    assert set(completed) & {"deadline:500", "deadline:503"} == set(), outcomes
     assert outcomes["abandon"] > TOTAL_REQUESTS // 4
     assert sum(n for kind, n in outcomes.items() if kind.startswith("stream_cut")) > 100
     if backend != "sqlite":
@@ -119,5 +128,11 @@ def test_every_connection_returns_after_abandoned_requests_and_streams(
         assert ids, "the app reported no database connection"
         assert transactions_left_open(server, ids) == []
     log = server.server.log_text(log_offset)
-    for symptom in ("garbage collector", "was never awaited", "ResourceWarning", "non-checked-in"):
+    symptoms = ["garbage collector", "was never awaited", "ResourceWarning", "non-checked-in"]
+    if backend != "sqlite":
+        # On SQLite, a kept stream cut off while its query runs makes SQLAlchemy terminate the
+        # aiosqlite connection inside a cancelled scope: the connection is closed and released,
+        # but asyncio reports the abandoned graceful-close task as destroyed while pending.
+        symptoms.append("Task was destroyed but it is pending")
+    for symptom in symptoms:
         assert symptom not in log, log[-4000:]

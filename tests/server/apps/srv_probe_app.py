@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, registry
 from sqlalchemy.pool import ConnectionPoolEntry
 from srv_schema import make_metadata
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sessionscope import (
     AsyncDbSession,
@@ -106,8 +107,37 @@ def _exit_with_parent() -> None:
 
 threading.Thread(target=_exit_with_parent, daemon=True).start()
 
+
+class DeadlineMiddleware:
+    """Cancel a request that carries ``x-deadline-ms`` when its deadline passes and answer 504,
+    as timeout middlewares do: the cancellation lands wherever the request is awaiting,
+    inside a query or inside the end of its unit of work."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
+        deadline_ms = headers.get(b"x-deadline-ms")
+        if deadline_ms is None:
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def watch_start(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        with anyio.move_on_after(int(deadline_ms) / 1000) as deadline:
+            await self.app(scope, receive, watch_start)
+        if deadline.cancelled_caught and not response_started:
+            await JSONResponse({"detail": "deadline exceeded"}, 504)(scope, receive, send)
+
+
 db = Database.from_env()
 app = FastAPI(lifespan=db.lifespan)
+app.add_middleware(DeadlineMiddleware)
 app.add_middleware(
     CORSMiddleware, allow_origins=[CORS_ORIGIN], allow_methods=["*"], allow_headers=["*"]
 )
