@@ -196,20 +196,15 @@ def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bo
     def _on_reset(
         dbapi_connection: Any, _record: ConnectionPoolEntry, state: PoolResetState
     ) -> None:
-        # A COMMIT that SQLite refuses (a deferred foreign key) leaves the transaction open,
-        # holding the write lock, while the pool believes it ended: roll it back on return.
-        if (
-            state.transaction_was_reset
-            and state.asyncio_safe
-            and _sqlite_in_transaction(dbapi_connection)
-        ):
+        # A COMMIT refused by a deferred foreign key leaves SQLite's transaction open, but
+        # SQLAlchemy treats a failed COMMIT as the end of the transaction and skips its
+        # rollback-on-return: the connection would go back to the pool still holding the
+        # write lock, and every later writer would fail with "database is locked".
+        if not (state.transaction_was_reset and state.asyncio_safe):
+            return
+        driver_connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        if driver_connection.in_transaction:
             dbapi_connection.rollback()
-
-
-def _sqlite_in_transaction(dbapi_connection: Any) -> bool:
-    # pysqlite exposes in_transaction; the aiosqlite adapter keeps it on the wrapped connection.
-    raw = getattr(dbapi_connection, "_connection", dbapi_connection)
-    return bool(getattr(raw, "in_transaction", True))
 
 
 def _install_idle_ping(engine: Engine, idle_seconds: float) -> None:
