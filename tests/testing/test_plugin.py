@@ -9,21 +9,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-# In-process runs drop the modules they imported. Imported anew, a SQLAlchemy dialect
-# registers its SQL functions twice (an SAWarning, so an error here) and a driver's C
-# extension can crash the interpreter: import them all out here, once, to keep them loaded.
-import aiomysql  # noqa: F401
-import aiosqlite  # noqa: F401
-import asyncpg  # noqa: F401
+import inprocess  # noqa: F401
 import plugin_project
-import psycopg  # noqa: F401
-import pymysql  # noqa: F401
 import pytest
-import sqlalchemy.dialects.mysql.aiomysql
-import sqlalchemy.dialects.mysql.pymysql
-import sqlalchemy.dialects.postgresql.asyncpg
-import sqlalchemy.dialects.postgresql.psycopg
-import sqlalchemy.dialects.sqlite.aiosqlite  # noqa: F401
 from sqlalchemy import create_engine, text
 
 pytest_plugins = ["pytester"]
