@@ -1,7 +1,6 @@
 import pytest
-from sqlalchemy import func, select
-
 from app import Note
+from sqlalchemy import func, select
 
 pytestmark = pytest.mark.anyio
 

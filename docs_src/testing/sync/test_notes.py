@@ -1,6 +1,5 @@
-from sqlalchemy import func, select
-
 from app import Note
+from sqlalchemy import func, select
 
 
 def test_create_note(sessionscope_client, sessionscope_session):
