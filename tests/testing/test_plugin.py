@@ -64,11 +64,12 @@ def test_in_memory_sqlite(pytester: pytest.Pytester, kind: str) -> None:
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.parametrize("kind", list(plugin_project.FAILING))
 def test_a_failing_test_leaves_the_database_clean(
-    pytester: pytest.Pytester, database_url: str, table: str
+    pytester: pytest.Pytester, database_url: str, table: str, kind: str
 ) -> None:
-    write_project(pytester, table=table, kind="sync-app")
-    pytester.makepyfile(test_roundtrip=plugin_project.FAILING_TESTS)
+    write_project(pytester, table=table, kind=kind)
+    pytester.makepyfile(test_roundtrip=plugin_project.FAILING[kind])
     result = pytester.runpytest_inprocess("--sessionscope-url", database_url, "-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*this test fails on purpose after its write*"])
