@@ -183,6 +183,25 @@ def test_runs_after_the_failure(sessionscope_client):
     assert sessionscope_client.get("/items/count").json() == 0
 """
 
+FAILING_ASYNC_TESTS = """
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_fails_after_writing(sessionscope_async_client):
+    response = await sessionscope_async_client.post("/items", json={"name": "first"})
+    assert response.status_code == 201
+    raise AssertionError("this test fails on purpose after its write")
+
+
+async def test_runs_after_the_failure(sessionscope_async_client):
+    assert (await sessionscope_async_client.get("/items/count")).json() == 0
+"""
+
+# app kind -> tests that fail after writing
+FAILING = {"sync-app": FAILING_TESTS, "async-app": FAILING_ASYNC_TESTS}
+
 INI = """
 [pytest]
 addopts = -p no:cacheprovider
