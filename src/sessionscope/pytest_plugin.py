@@ -22,27 +22,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp
 
-from ._database import Database
-from .testing import (
+from ._binding import (
     AsyncBoundTransaction,
     BoundTransaction,
-    Flavour,
-    app_client,
-    app_flavour,
-    async_app_client,
     async_rollback_after,
-    database_of,
     rollback_after,
 )
+from ._database import Database
+from ._discovery import Flavour, app_flavour, database_of
+
+if TYPE_CHECKING:
+    import httpx
+
+# The clients need the `testing` extra (httpx, asgi-lifespan). They are imported inside the
+# client fixtures, so that installing sessionscope without the extra never breaks pytest.
 
 URL_OPTION = "--sessionscope-url"
 URL_INI = "sessionscope_url"
@@ -142,6 +144,8 @@ def sessionscope_client(
     """
     if sessionscope_app is None:
         pytest.fail(_NO_APP, pytrace=False)
+    from ._testclient import app_client
+
     if sessionscope_flavour == "sync":
         request.getfixturevalue("sessionscope_transaction")
         with app_client(sessionscope_app) as client:
@@ -182,5 +186,7 @@ async def sessionscope_async_client(
     inside the test's transaction, shared with `sessionscope_async_session`."""
     if sessionscope_app is None:
         pytest.fail(_NO_APP, pytrace=False)
+    from ._testclient import async_app_client
+
     async with async_app_client(sessionscope_app) as client:
         yield client

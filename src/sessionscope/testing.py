@@ -24,14 +24,8 @@ from ._binding import (
     async_rollback_after,
     rollback_after,
 )
-from ._testclient import (
-    Flavour,
-    app_client,
-    app_flavour,
-    async_app_client,
-    database_of,
-    session_flavours,
-)
+from ._discovery import Flavour, app_flavour, database_of, session_flavours
+from ._testclient import app_client, async_app_client
 
 __all__ = [
     "AsyncBoundTransaction",
