@@ -38,6 +38,7 @@ from ._errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
     NotInitializedError,
+    SessionScopeError,
 )
 from ._policy import BUSY_DETAIL
 from ._sessions import ScopedAsyncSession, ScopedSession
@@ -159,9 +160,9 @@ class Database:
         return engine
 
     def _new_sync_session(self, *, write: bool) -> Session:
-        if self._bind_override is not None and self._bind_override[0] is not None:
+        if self._bind_override is not None:
             return ScopedSession(
-                bind=self._bind_override[0],
+                bind=_bound_connection(self._bind_override[0], "sync"),
                 expire_on_commit=False,
                 join_transaction_mode="create_savepoint",
             )
@@ -170,9 +171,9 @@ class Database:
         return ScopedSession(bind=bind, expire_on_commit=False)
 
     def _new_async_session(self, *, write: bool) -> AsyncSession:
-        if self._bind_override is not None and self._bind_override[1] is not None:
+        if self._bind_override is not None:
             return ScopedAsyncSession(
-                bind=self._bind_override[1],
+                bind=_bound_connection(self._bind_override[1], "async"),
                 expire_on_commit=False,
                 join_transaction_mode="create_savepoint",
             )
@@ -203,7 +204,7 @@ class Database:
         self._end_limiter = anyio.CapacityLimiter(capacity or 40)
         if self._primary_is_async:
             engine = self.async_engine
-            if self._config.check_on_startup:
+            if self._config.check_on_startup and self._bind_override is None:
                 try:
                     async with engine.connect() as connection:
                         await connection.exec_driver_sql("SELECT 1")
@@ -211,7 +212,7 @@ class Database:
                     raise self._unavailable(error) from None
         else:
             sync_engine = self.sync_engine
-            if self._config.check_on_startup:
+            if self._config.check_on_startup and self._bind_override is None:
                 try:
                     await anyio.to_thread.run_sync(_ping, sync_engine)
                 except Exception as error:
@@ -221,6 +222,10 @@ class Database:
     async def shutdown(self) -> None:
         """Dispose of the engines: close every pooled connection."""
         self._started = False
+        if self._bind_override is not None:
+            # A test binding holds a connection of these engines (and, for SQLite
+            # :memory:, the database itself): the binding's owner disposes of them.
+            return
         async_engine, self._async_engine = self._async_engine, None
         sync_engine, self._sync_engine = self._sync_engine, None
         self._sync_write_bind = self._async_write_bind = None
@@ -336,6 +341,9 @@ class Database:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        if self._bind_override is not None:
+            # Under a test binding every session shares one connection: one at a time.
+            limit = 1
         results: list[Any] = [None] * len(calls)
         limiter = anyio.CapacityLimiter(limit)
 
@@ -361,6 +369,21 @@ class Database:
         if self._config.sync_in_async == "raise":
             raise BlockingSessionError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+_C = TypeVar("_C", Connection, AsyncConnection)
+
+
+def _bound_connection(connection: _C | None, flavour: str) -> _C:
+    if connection is None:
+        # Falling back to the engine would let this session escape the test's transaction.
+        raise SessionScopeError(
+            f"this database is bound to a test transaction that has no {flavour} connection: "
+            f"a {flavour} session here would write outside the test's rollback. Bind the "
+            f"{flavour} flavour instead (sessionscope.testing), or use one session flavour "
+            "in the app and the test."
+        )
+    return connection
 
 
 def _ping(engine: Engine) -> None:

@@ -1,0 +1,32 @@
+from fastapi import FastAPI
+from pydantic import BaseModel
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sessionscope import Database, DbSession
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "testing_sync_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(200))
+
+
+class NoteIn(BaseModel):
+    text: str
+
+
+db = Database.from_env()
+app = FastAPI(lifespan=db.lifespan)
+
+
+@app.post("/notes", status_code=201)
+def create_note(note: NoteIn, session: DbSession) -> dict[str, int]:
+    row = Note(text=note.text)
+    session.add(row)
+    session.commit()  # in tests: releases a SAVEPOINT, the test's transaction stays open
+    return {"id": row.id}

@@ -1,0 +1,192 @@
+"""pytest plugin: per-test rollback for sessionscope apps (registered as ``sessionscope``).
+
+Thin fixtures over `sessionscope.testing`; nothing is autouse. Tell the plugin about the app
+in a ``conftest.py``::
+
+    @pytest.fixture(scope="session")
+    def sessionscope_app():
+        return app
+
+and the database is found on the app. Then, per test:
+
+* ``sessionscope_client``: a sync httpx client, the app's lifespan running, every request
+  inside the test's transaction (for sync and async apps);
+* ``sessionscope_session``: the test's own sync Session in that transaction;
+* ``sessionscope_async_client`` / ``sessionscope_async_session``: the same for async tests
+  (``@pytest.mark.anyio``) of async apps.
+
+At the end of each test everything is rolled back, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+from anyio.from_thread import start_blocking_portal
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from starlette.types import ASGIApp
+
+from ._binding import (
+    AsyncBoundTransaction,
+    BoundTransaction,
+    async_rollback_after,
+    rollback_after,
+)
+from ._database import Database
+from ._discovery import Flavour, app_flavour, database_of
+
+if TYPE_CHECKING:
+    import httpx
+
+# The clients need the `testing` extra (httpx, asgi-lifespan). They are imported inside the
+# client fixtures, so that installing sessionscope without the extra never breaks pytest.
+
+URL_OPTION = "--sessionscope-url"
+URL_INI = "sessionscope_url"
+URL_ENV = "SESSIONSCOPE_URL"
+
+_NO_APP = (
+    "the sessionscope plugin does not know your app: define a `sessionscope_app` fixture in "
+    "conftest.py that returns it (and `sessionscope_database` if the plugin cannot find the "
+    "Database on the app)"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sessionscope", "sessionscope test transactions")
+    group.addoption(
+        URL_OPTION,
+        dest="sessionscope_url",
+        default=None,
+        metavar="URL",
+        help=f"database URL for the `sessionscope_url` fixture (else ${URL_ENV}, else the "
+        f"`{URL_INI}` ini key)",
+    )
+    parser.addini(URL_INI, "database URL for the `sessionscope_url` fixture", default=None)
+
+
+@pytest.fixture(scope="session")
+def sessionscope_url(pytestconfig: pytest.Config) -> str | None:
+    """The database URL the tests run against: ``--sessionscope-url``, then the
+    ``SESSIONSCOPE_URL`` environment variable, then the ``sessionscope_url`` ini key."""
+    url = pytestconfig.getoption("sessionscope_url") or os.environ.get(URL_ENV)
+    return url or pytestconfig.getini(URL_INI) or None
+
+
+@pytest.fixture(scope="session")
+def sessionscope_app() -> ASGIApp | None:
+    """The app under test. Override it in conftest.py; ``None`` means: no app."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def sessionscope_database(
+    sessionscope_app: ASGIApp | None, sessionscope_url: str | None
+) -> Iterator[Database]:
+    """The database to bind: the app's own, else one made from `sessionscope_url`."""
+    if sessionscope_app is not None:
+        db = database_of(sessionscope_app)
+        if db is None:
+            pytest.fail(
+                "no sessionscope Database found on `sessionscope_app` (it has neither "
+                "FastAPI(lifespan=db.lifespan) nor db.init_app(app)): override the "
+                "`sessionscope_database` fixture to return it",
+                pytrace=False,
+            )
+        yield db
+        return
+    if sessionscope_url is None:
+        pytest.fail(_NO_APP, pytrace=False)
+    db = Database(sessionscope_url)
+    yield db
+    anyio.run(db.shutdown)
+
+
+@pytest.fixture(scope="session")
+def sessionscope_flavour(
+    sessionscope_app: ASGIApp | None, sessionscope_database: Database
+) -> Flavour:
+    """Which sessions `sessionscope_client` binds: what the app's routes ask for
+    (`DbSession` -> ``"sync"``, `AsyncDbSession` -> ``"async"``), else the URL's flavour."""
+    return app_flavour(sessionscope_app, sessionscope_database)
+
+
+@pytest.fixture
+def sessionscope_transaction(sessionscope_database: Database) -> Iterator[BoundTransaction]:
+    """The test's outer transaction for sync sessions, rolled back at teardown."""
+    with rollback_after(sessionscope_database) as bound:
+        yield bound
+
+
+@pytest.fixture
+def sessionscope_session(sessionscope_transaction: BoundTransaction) -> Session:
+    """The test's own Session, inside the same transaction as the app's requests."""
+    return sessionscope_transaction.session()
+
+
+@pytest.fixture
+def sessionscope_client(
+    request: pytest.FixtureRequest,
+    sessionscope_app: ASGIApp | None,
+    sessionscope_database: Database,
+    sessionscope_flavour: Flavour,
+) -> Iterator[httpx.Client]:
+    """A sync httpx client for the app; its requests run inside the test's transaction.
+
+    A sync app shares the transaction with `sessionscope_session`; an async app gets an async
+    binding on the event loop the app runs on (check its data through the API, or write an
+    async test with `sessionscope_async_client` and `sessionscope_async_session`).
+    """
+    if sessionscope_app is None:
+        pytest.fail(_NO_APP, pytrace=False)
+    from ._testclient import app_client
+
+    if sessionscope_flavour == "sync":
+        request.getfixturevalue("sessionscope_transaction")
+        with app_client(sessionscope_app) as client:
+            yield client
+        return
+    with (
+        start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(async_rollback_after(sessionscope_database)),
+        app_client(sessionscope_app, portal=portal) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def sessionscope_async_transaction(
+    anyio_backend: object, sessionscope_database: Database
+) -> AsyncIterator[AsyncBoundTransaction]:
+    """The test's outer transaction for async sessions, rolled back at teardown."""
+    async with async_rollback_after(sessionscope_database) as bound:
+        yield bound
+
+
+@pytest.fixture
+async def sessionscope_async_session(
+    anyio_backend: object, sessionscope_async_transaction: AsyncBoundTransaction
+) -> AsyncSession:
+    """The test's own AsyncSession, inside the same transaction as the app's requests."""
+    return sessionscope_async_transaction.session()
+
+
+@pytest.fixture
+async def sessionscope_async_client(
+    anyio_backend: object,
+    sessionscope_app: ASGIApp | None,
+    sessionscope_async_transaction: AsyncBoundTransaction,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx AsyncClient for an async app, on the test's event loop; its requests run
+    inside the test's transaction, shared with `sessionscope_async_session`."""
+    if sessionscope_app is None:
+        pytest.fail(_NO_APP, pytrace=False)
+    from ._testclient import async_app_client
+
+    async with async_app_client(sessionscope_app) as client:
+        yield client
