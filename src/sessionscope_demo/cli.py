@@ -109,7 +109,9 @@ def _migrate(settings: ServiceSettings, revision: str) -> None:
 
 
 def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration, extended to the service's and sessionscope's loggers."""
+    """uvicorn's logging configuration, extended to the service's and sessionscope's loggers.
+
+    No logger that could print SQL parameters is let through below INFO."""
     config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     for name in ("sessionscope", "sessionscope_demo"):
         config["loggers"][name] = {
@@ -117,6 +119,8 @@ def log_config(level: str) -> dict[str, Any]:
             "level": logging.getLevelName(level.upper()),
             "propagate": False,
         }
+    # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG.
+    config["loggers"]["aiosqlite"] = {"level": "INFO"}
     return config
 
 
