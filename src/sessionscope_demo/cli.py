@@ -7,17 +7,19 @@ the command-line options win over them.
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 import uvicorn.config
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from sessionscope import Database, SessionScopeError
 
 from . import migrate
 from .app import create_database
+from .health import describe
 from .settings import ServiceSettings
 
 cli = typer.Typer(
@@ -100,8 +102,8 @@ def _migrate(settings: ServiceSettings, revision: str) -> None:
     try:
         migrate.upgrade(db, revision)
         reached = migrate.current_revision(db)
-    except (SessionScopeError, OSError) as error:
-        typer.echo(f"cannot migrate {db.url}: {error}", err=True)
+    except (SessionScopeError, SQLAlchemyError, OSError) as error:
+        typer.echo(f"cannot migrate: {describe(error, db)}", err=True)
         raise typer.Exit(1) from None
     finally:
         db.sync_engine.dispose()
@@ -116,7 +118,7 @@ def log_config(level: str) -> dict[str, Any]:
     for name in ("sessionscope", "sessionscope_demo"):
         config["loggers"][name] = {
             "handlers": ["default"],
-            "level": logging.getLevelName(level.upper()),
+            "level": level.upper(),
             "propagate": False,
         }
     # aiosqlite logs every statement with its parameters (password hashes included) at DEBUG.
