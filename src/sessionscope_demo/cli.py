@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 import uvicorn.config
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from sessionscope import Database, SessionScopeError
