@@ -15,9 +15,19 @@ from sessionscope import AsyncDbSession
 from .listing import fetch_page
 from .models import INT32_MAX, ITEM_NAME_LENGTH, Item
 from .pagination import Pagination
-from .schemas import ErrorOut, ItemCreate, ItemOut, ItemUpdate, Page, storable
+from .schemas import (
+    MALFORMED_BODY,
+    NO_NUL,
+    ErrorOut,
+    ItemCreate,
+    ItemOut,
+    ItemUpdate,
+    Page,
+    Responses,
+    storable,
+)
 from .users import NOT_FOUND as USER_NOT_FOUND
-from .users import Responses, UserId, get_user_or_404
+from .users import UserId, get_user_or_404
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +35,10 @@ router = APIRouter(tags=["items"])
 
 ItemId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 SearchText = Annotated[
-    str, StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH), AfterValidator(storable)
+    str,
+    StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH),
+    NO_NUL,
+    AfterValidator(storable),
 ]
 
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "No such item"}}
@@ -39,7 +52,9 @@ async def get_item_or_404(session: AsyncSession, item_id: int) -> Item:
 
 
 @router.post(
-    "/users/{user_id}/items", status_code=status.HTTP_201_CREATED, responses=USER_NOT_FOUND
+    "/users/{user_id}/items",
+    status_code=status.HTTP_201_CREATED,
+    responses={**USER_NOT_FOUND, **MALFORMED_BODY},
 )
 async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession) -> ItemOut:
     owner = await get_user_or_404(session, user_id)
@@ -85,7 +100,7 @@ async def read_item(item_id: ItemId, session: AsyncDbSession) -> ItemOut:
     return ItemOut.model_validate(await get_item_or_404(session, item_id))
 
 
-@router.patch("/items/{item_id}", responses=NOT_FOUND)
+@router.patch("/items/{item_id}", responses={**NOT_FOUND, **MALFORMED_BODY})
 async def update_item(item_id: ItemId, body: ItemUpdate, session: AsyncDbSession) -> ItemOut:
     item = await get_item_or_404(session, item_id)
     for field, value in body.model_dump(exclude_unset=True).items():

@@ -4,7 +4,7 @@ reach the database in a form it refuses (which would be a 500 instead of a 422).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -53,25 +53,37 @@ def _normalise_email(value: str) -> str:
     return value
 
 
-def _storable_secret(value: SecretStr) -> SecretStr:
-    storable(value.get_secret_value())
+def _hashable(value: SecretStr) -> SecretStr:
+    # Only the hash is stored, so any character goes, NUL included; a lone surrogate cannot
+    # be encoded to the bytes Argon2 hashes.
+    try:
+        value.get_secret_value().encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
 
+
+NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+"""Documents the NUL rule of `storable` in the schema (clients and schema-based fuzzers see it);
+`storable` enforces it with a clearer message than a pattern mismatch."""
 
 Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
 Password = Annotated[
     SecretStr,
     Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
-    AfterValidator(_storable_secret),
+    AfterValidator(_hashable),
 ]
 UserName = Annotated[
-    str, StringConstraints(min_length=1, max_length=NAME_LENGTH), AfterValidator(storable)
+    str, StringConstraints(min_length=1, max_length=NAME_LENGTH), NO_NUL, AfterValidator(storable)
 ]
 ItemName = Annotated[
-    str, StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH), AfterValidator(storable)
+    str,
+    StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH),
+    NO_NUL,
+    AfterValidator(storable),
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=DESCRIPTION_LENGTH), AfterValidator(storable)
+    str, StringConstraints(max_length=DESCRIPTION_LENGTH), NO_NUL, AfterValidator(storable)
 ]
 PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Timestamp = Annotated[
@@ -167,3 +179,8 @@ class Page(BaseModel, Generic[RowT]):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+MALFORMED_BODY: Responses = {400: {"model": ErrorOut, "description": "The body is not JSON"}}

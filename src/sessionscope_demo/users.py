@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
 from sqlalchemy import delete, select
@@ -16,13 +16,11 @@ from .listing import fetch_page
 from .models import INT32_MAX, Item, User
 from .pagination import Pagination
 from .passwords import PasswordHasher
-from .schemas import ErrorOut, Page, UserCreate, UserOut, UserUpdate
+from .schemas import MALFORMED_BODY, ErrorOut, Page, Responses, UserCreate, UserOut, UserUpdate
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-Responses = dict[int | str, dict[str, Any]]
 
 UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
@@ -55,7 +53,7 @@ async def _refuse_taken_email(session: AsyncSession, email: str) -> None:
         raise HTTPException(status.HTTP_409_CONFLICT, EMAIL_TAKEN)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=CONFLICT)
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **MALFORMED_BODY})
 async def create_user(
     body: UserCreate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:
@@ -87,7 +85,7 @@ async def read_user(user_id: UserId, session: AsyncDbSession) -> UserOut:
     return UserOut.model_validate(await get_user_or_404(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**NOT_FOUND, **CONFLICT})
+@router.patch("/{user_id}", responses={**NOT_FOUND, **CONFLICT, **MALFORMED_BODY})
 async def update_user(
     user_id: UserId, body: UserUpdate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:
