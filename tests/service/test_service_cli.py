@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +22,8 @@ from sessionscope_demo.cli import cli, log_config
 from .conftest import FAST_HASHING
 
 runner = CliRunner()
+CURL_SESSION = Path(__file__).resolve().parents[2] / "docs_src" / "service" / "curl_session.sh"
+SERVICE_DOC = Path(__file__).resolve().parents[2] / "docs" / "service.md"
 
 
 def _tables(url: str) -> set[str]:
@@ -70,7 +74,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.server
-def test_console_script_migrates_and_serves_with_two_workers(tmp_path: Path) -> None:
+def test_console_script_serves_the_documented_curl_session_with_two_workers(
+    tmp_path: Path,
+) -> None:
+    assert shutil.which("curl"), "the documented session needs curl"
     port = _free_port()
     env = {
         **os.environ,
@@ -99,12 +106,18 @@ def test_console_script_migrates_and_serves_with_two_workers(tmp_path: Path) -> 
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        created = httpx.post(
-            f"{base}/users",
-            json={"email": "cli@example.com", "name": "Cli", "password": "12345678"},
+        session = subprocess.run(
+            ["bash", str(CURL_SESSION)],
+            env={**os.environ, "BASE": base},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
-        assert created.status_code == 201
-        assert httpx.get(f"{base}/users").json()["total"] == 1
+        user, item, listing = (json.loads(line) for line in session.stdout.splitlines())
+        assert (user["id"], user["email"]) == (1, "ada@example.com")
+        assert (item["owner_id"], item["name"]) == (1, "Notebook")
+        assert (listing["items"], listing["total"]) == ([item], 1)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -112,3 +125,12 @@ def test_console_script_migrates_and_serves_with_two_workers(tmp_path: Path) -> 
     assert "schema at revision 0001" in output_text
     assert "Started parent process" in output_text
     assert output_text.count("Started server process") == 2
+
+
+def test_the_doc_shows_the_commands_of_the_curl_session() -> None:
+    script = CURL_SESSION.read_text()
+    commands = script[script.index("\ncurl") :].replace("echo\n", "").strip()
+    doc = "\n".join(
+        line for line in SERVICE_DOC.read_text().splitlines() if not line.startswith("# {")
+    )
+    assert commands in doc
