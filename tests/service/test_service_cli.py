@@ -99,7 +99,8 @@ def test_console_script_serves_the_documented_curl_session_with_two_workers(
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+                if ready and log.read_text().count("Application startup complete") == 2:
                     break
             except httpx.TransportError:
                 pass
