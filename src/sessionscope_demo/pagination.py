@@ -1,0 +1,74 @@
+"""Listing parameters: limit/offset with a total, or an opaque keyset cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import PlainValidator
+
+from .models import INT32_MAX
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+_CURSOR_PREFIX = "after:"
+
+
+def encode_cursor(after_id: int) -> str:
+    """The cursor of the page that starts after the row ``after_id``."""
+    raw = f"{_CURSOR_PREFIX}{after_id}".encode("ascii")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(value: object) -> int:
+    """The row id a cursor continues after; a ValueError (so a 422) for anything else."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise ValueError("not a cursor returned by this service")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not a cursor returned by this service") from None
+    number = raw.removeprefix(_CURSOR_PREFIX)
+    if raw == number or not number.isdigit() or not 0 <= int(number) <= INT32_MAX:
+        raise ValueError("not a cursor returned by this service")
+    return int(number)
+
+
+Cursor = Annotated[int, PlainValidator(decode_cursor, json_schema_input_type=str)]
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    offset: int
+    after_id: int | None
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    cursor: Annotated[
+        Cursor | None,
+        Query(description="`next_cursor` of the previous page (keyset pagination)."),
+    ] = None,
+) -> PageRequest:
+    """Dependency: the page a listing asks for."""
+    if cursor is not None and offset:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "offset"),
+                    "msg": "offset cannot be combined with cursor; a cursor already says where "
+                    "the page starts",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return PageRequest(limit=limit, offset=offset, after_id=cursor)
+
+
+Pagination = Annotated[PageRequest, Depends(page_request)]

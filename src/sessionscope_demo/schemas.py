@@ -1,0 +1,186 @@
+"""Request and response bodies. Every input is bounded so that nothing a client sends can
+reach the database in a form it refuses (which would be a 500 instead of a 422)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+from .models import (
+    DESCRIPTION_LENGTH,
+    EMAIL_LENGTH,
+    INT32_MAX,
+    ITEM_NAME_LENGTH,
+    NAME_LENGTH,
+)
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
+"""Argon2 takes any length, but hashing megabytes per request is a denial of service."""
+
+
+def storable(value: str) -> str:
+    """Refuse what the databases cannot store: PostgreSQL rejects NUL characters in text, and
+    a lone surrogate (valid in JSON escapes) cannot be encoded to UTF-8 by any driver."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _normalise_email(value: str) -> str:
+    # email-validator already lowercases the domain; the whole address is lowercased so that
+    # uniqueness means the same thing on every database, whatever its collation.
+    value = storable(value.lower())
+    if len(value) > EMAIL_LENGTH:
+        raise ValueError(f"must be at most {EMAIL_LENGTH} characters")
+    return value
+
+
+def _hashable(value: SecretStr) -> SecretStr:
+    # Only the hash is stored, so any character goes, NUL included; a lone surrogate cannot
+    # be encoded to the bytes Argon2 hashes.
+    try:
+        value.get_secret_value().encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+"""Documents the NUL rule of `storable` in the schema (clients and schema-based fuzzers see it);
+`storable` enforces it with a clearer message than a pattern mismatch."""
+
+Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
+Password = Annotated[
+    SecretStr,
+    Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+    AfterValidator(_hashable),
+]
+UserName = Annotated[
+    str, StringConstraints(min_length=1, max_length=NAME_LENGTH), NO_NUL, AfterValidator(storable)
+]
+ItemName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH),
+    NO_NUL,
+    AfterValidator(storable),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=DESCRIPTION_LENGTH), NO_NUL, AfterValidator(storable)
+]
+PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Timestamp = Annotated[
+    datetime,
+    # SQLite and MariaDB hand back naive datetimes; the service only ever stores UTC.
+    AfterValidator(lambda value: value if value.tzinfo else value.replace(tzinfo=timezone.utc)),
+]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Patch(Input):
+    """A partial update: absent fields stay as they are; ``null`` is refused where the column
+    cannot be empty (the schema does not offer it either)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name not in cls.nullable_fields():
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
+
+    @classmethod
+    def nullable_fields(cls) -> frozenset[str]:
+        return frozenset()
+
+
+class UserCreate(Input):
+    email: Email
+    name: UserName
+    password: Password
+
+
+class UserUpdate(Patch):
+    email: Email | SkipJsonSchema[None] = None
+    name: UserName | SkipJsonSchema[None] = None
+    password: Password | SkipJsonSchema[None] = None
+
+
+class UserOut(BaseModel):
+    """A user as clients see it: never the password or its hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    name: str
+    created_at: Timestamp
+
+
+class ItemCreate(Input):
+    name: ItemName
+    description: Description | None = None
+    price_cents: PriceCents = 0
+
+
+class ItemUpdate(Patch):
+    name: ItemName | SkipJsonSchema[None] = None
+    description: Description | None = None
+    price_cents: PriceCents | SkipJsonSchema[None] = None
+
+    @classmethod
+    def nullable_fields(cls) -> frozenset[str]:
+        return frozenset({"description"})
+
+
+class ItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    owner_id: int
+    name: str
+    description: str | None
+    price_cents: int
+    created_at: Timestamp
+
+
+RowT = TypeVar("RowT", bound=BaseModel)
+
+
+class Page(BaseModel, Generic[RowT]):
+    """One page of a listing. ``next_cursor`` continues after the last row (keyset
+    pagination); it is ``null`` on the last page."""
+
+    items: list[RowT]
+    total: int
+    limit: int
+    offset: int
+    next_cursor: str | None
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+Responses = dict[int | str, dict[str, Any]]
+
+MALFORMED_BODY: Responses = {400: {"model": ErrorOut, "description": "The body is not JSON"}}

@@ -1,0 +1,44 @@
+"""Service settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./sessionscope-demo.db"
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class ServiceSettings(BaseSettings):
+    """Every knob of the service. Environment variables use the upper-case field name."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: SecretStr = Field(default=SecretStr(DEFAULT_DATABASE_URL))
+    """SQLAlchemy URL; a SQLite file next to the working directory by default. Either driver
+    flavour works (``postgresql+psycopg`` or ``postgresql+asyncpg`` ...): sessionscope derives
+    the other one."""
+
+    database_pool_size: int = Field(default=5, ge=1, le=1000)
+    """Connections kept open per worker process."""
+
+    database_max_overflow: int = Field(default=10, ge=0, le=1000)
+    """Extra connections per worker process under load."""
+
+    database_check_on_startup: bool = True
+    """Refuse to start when the database does not answer. Turn off to start anyway and let
+    ``/readyz`` report the outage."""
+
+    log_level: LogLevel = "info"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    password_hash_time_cost: int = Field(default=3, ge=1, le=100)
+    """Argon2 passes. The three ``password_hash_*`` defaults are pwdlib's (RFC 9106); lower
+    them only for tests, where hashing speed matters more than resistance to cracking."""
+
+    password_hash_memory_kib: int = Field(default=65536, ge=8, le=4 * 1024 * 1024)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=64)
