@@ -92,6 +92,13 @@ class UnitOfWorkBoundary:
                     error, retry_after=db.config.retry_after, at_commit=False
                 )
                 if http_error is not None and http_error is not error:
+                    logger.log(
+                        logging.INFO if http_error.status_code == 409 else logging.WARNING,
+                        "%s in the endpoint; the client receives %d",
+                        type(error).__name__,
+                        http_error.status_code,
+                        exc_info=error,
+                    )
                     raise http_error from error
             raise
         finally:
