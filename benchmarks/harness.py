@@ -231,6 +231,13 @@ def _wait_ready(server: Server, log: Path, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the app did not answer GET /items/1 within {timeout}s; see {log}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used: per-request cost that, unlike requests/s,
+    barely moves when other work competes for the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -319,7 +326,7 @@ def run_wrk(
     *,
     connections: int,
     duration: float,
-    timeout: float = 10.0,
+    timeout: float = 5.0,
     env: dict[str, str] | None = None,
 ) -> WrkResult:
     threads = min(2, connections)

@@ -82,9 +82,12 @@ def main() -> None:
                     harness.run_wrk(server.url, endpoint, connections=64, duration=args.warmup)
                 for endpoint in args.endpoints:
                     for connections in args.concurrency:
+                        cpu_before = harness.cpu_seconds(server.process.pid)
                         result = harness.run_wrk(
                             server.url, endpoint, connections=connections, duration=args.duration
                         )
+                        cpu = harness.cpu_seconds(server.process.pid) - cpu_before
+                        cpu_us = 1e6 * cpu / max(1, result.requests)
                         runs.append(
                             {
                                 "round": round_index,
@@ -92,6 +95,7 @@ def main() -> None:
                                 "endpoint": endpoint,
                                 "connections": connections,
                                 **asdict(result),
+                                "cpu_us_per_request": round(cpu_us),
                             }
                         )
                         print(
@@ -99,19 +103,32 @@ def main() -> None:
                             f" {result.requests_per_second:9.1f} req/s"
                             f"  p50 {result.p50_ms:8.2f} ms  p99 {result.p99_ms:8.2f} ms"
                             f"  non-2xx {result.non_2xx}  socket {result.socket_errors}"
-                            f"  timeouts {result.timeouts}",
+                            f"  timeouts {result.timeouts}  cpu {cpu_us:.0f} us/req",
                             flush=True,
                         )
-    environment["elapsed_seconds"] = round(time.monotonic() - started)
-    summary = summarise(runs, stacks, args)
+            # Written after every stack, so an interrupted run keeps what it measured.
+            save(Path(args.output), environment, runs, stacks, args, started)
+    summary = save(Path(args.output), environment, runs, stacks, args, started)
     print_summary(summary, args)
     output = Path(args.output)
-    output.write_text(
-        json.dumps({"environment": environment, "summary": summary, "runs": runs}, indent=1)
-    )
     print(f"\nresults: {output}")
     if args.chart:
         draw_chart(output, Path(args.chart))
+
+
+def save(
+    output: Path,
+    environment: dict[str, Any],
+    runs: list[dict[str, Any]],
+    stacks: list[Stack],
+    args: argparse.Namespace,
+    started: float,
+) -> list[dict[str, Any]]:
+    environment["elapsed_seconds"] = round(time.monotonic() - started)
+    summary = summarise(runs, stacks, args)
+    document = {"environment": environment, "summary": summary, "runs": runs}
+    output.write_text(json.dumps(document, indent=1))
+    return summary
 
 
 def parse_args() -> argparse.Namespace:
@@ -119,7 +136,7 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured cell")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per measured cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per endpoint")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
@@ -214,6 +231,9 @@ def summarise(
                         "requests_per_second": round(rps, 1),
                         "p50_ms": round(statistics.median(r["p50_ms"] for r in measured), 2),
                         "p99_ms": round(statistics.median(r["p99_ms"] for r in measured), 2),
+                        "cpu_us_per_request": round(
+                            statistics.median(r["cpu_us_per_request"] for r in measured)
+                        ),
                         "non_2xx": sum(r["non_2xx"] for r in measured),
                         "socket_errors": sum(r["socket_errors"] for r in measured),
                         "timeouts": sum(r["timeouts"] for r in measured),
@@ -234,6 +254,7 @@ COLUMNS = (
     ("non-2xx", "non_2xx", ">8", ""),
     ("sock", "socket_errors", ">5", ""),
     ("t/o", "timeouts", ">5", ""),
+    ("cpu us/req", "cpu_us_per_request", ">10", ""),
     ("ratio", "ratio_to_sessionscope", ">6", ".2f"),
 )
 
