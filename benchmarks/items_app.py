@@ -1,0 +1,49 @@
+"""The benchmarks' items service, written with sessionscope the way its docs recommend.
+
+``GET /items/{item_id}`` reads one row by primary key (404 when absent); ``POST /items/?name=...
+&description=...`` inserts one and returns it with its id, committed before the response starts.
+Configured only by ``DATABASE_URL`` (e.g. ``postgresql+asyncpg://...``); run from this folder with
+``uvicorn items_app:app``. The table is created at start-up when it is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException
+from items_model import Base, Item, ItemOut
+
+from sessionscope import AsyncDbSession, Database
+
+__all__ = ["Item", "ItemOut", "app", "db"]
+
+db = Database.from_env()
+
+
+@asynccontextmanager
+async def create_table(app: FastAPI) -> AsyncIterator[None]:
+    async with db.transaction() as session:
+        connection = await session.connection()
+        await connection.run_sync(Base.metadata.create_all)
+    yield
+
+
+app = FastAPI(lifespan=create_table)
+db.init_app(app)
+
+
+@app.get("/items/{item_id}", response_model=ItemOut)
+async def read_item(item_id: int, session: AsyncDbSession) -> Item:
+    item = await session.get(Item, item_id)
+    if item is None:
+        raise HTTPException(status_code=404, detail="Item not found")
+    return item
+
+
+@app.post("/items/", response_model=ItemOut)
+async def create_item(name: str, description: str, session: AsyncDbSession) -> Item:
+    item = Item(name=name, description=description)
+    session.add(item)
+    await session.flush()
+    return item
