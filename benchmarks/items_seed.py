@@ -30,7 +30,7 @@ def get_db():  # type: ignore[no-untyped-def]
 
 
 @app.post("/items/", response_model=ItemOut)
-def create_item(name: str, description: str, db: Session = Depends(get_db)) -> Item:  # noqa: B008
+def create_item(name: str, description: str, db: Session = Depends(get_db)) -> Item:
     db_item = Item(name=name, description=description)
     db.add(db_item)
     db.commit()
@@ -39,7 +39,7 @@ def create_item(name: str, description: str, db: Session = Depends(get_db)) -> I
 
 
 @app.get("/items/{item_id}", response_model=ItemOut)
-def read_item(item_id: int, db: Session = Depends(get_db)) -> Item:  # noqa: B008
+def read_item(item_id: int, db: Session = Depends(get_db)) -> Item:
     item = db.query(Item).filter(Item.id == item_id).first()
     if item is None:
         raise HTTPException(status_code=404, detail="Item not found")

@@ -118,9 +118,10 @@ def test_every_connection_returns_after_abandoned_requests_and_streams(
     state = server.wait_pool_idle()
     assert (state["sync"], state["async"]) == (0, 0), state
     completed = {kind: n for kind, n in outcomes.items() if ":" in kind}
-    assert all(
-        kind.endswith((":200", ":201")) for kind in completed if "deadline" not in kind
-    ), (outcomes, server.server.log_text(log_offset)[-3000:])
+    assert all(kind.endswith((":200", ":201")) for kind in completed if "deadline" not in kind), (
+        outcomes,
+        server.server.log_text(log_offset)[-3000:],
+    )
     assert outcomes["deadline:504"] > 50, outcomes
     assert set(completed) & {"deadline:500", "deadline:503"} == set(), outcomes
     assert outcomes["abandon"] > TOTAL_REQUESTS // 4
