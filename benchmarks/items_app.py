@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException
 from items_model import Base, Item, ItemOut
 
-from sessionscope import AsyncDbSession, Database
+from sessionscope import AsyncDbSession, Database, unit_of_work
 
 __all__ = ["Item", "ItemOut", "app", "db"]
 
@@ -33,7 +33,7 @@ app = FastAPI(lifespan=create_table)
 db.init_app(app)
 
 
-@app.get("/items/{item_id}", response_model=ItemOut)
+@app.get("/items/{item_id}", response_model=ItemOut, dependencies=[unit_of_work(readonly=True)])
 async def read_item(item_id: int, session: AsyncDbSession) -> Item:
     item = await session.get(Item, item_id)
     if item is None:

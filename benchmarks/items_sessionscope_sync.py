@@ -8,13 +8,13 @@ from __future__ import annotations
 from fastapi import FastAPI, HTTPException
 from items_model import Item, ItemOut
 
-from sessionscope import Database, DbSession
+from sessionscope import Database, DbSession, unit_of_work
 
 db = Database.from_env()
 app = FastAPI(lifespan=db.lifespan)
 
 
-@app.get("/items/{item_id}", response_model=ItemOut)
+@app.get("/items/{item_id}", response_model=ItemOut, dependencies=[unit_of_work(readonly=True)])
 def read_item(item_id: int, session: DbSession) -> Item:
     item = session.get(Item, item_id)
     if item is None:

@@ -124,9 +124,9 @@ def test_lifespan_disposes_the_engines(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'life.db'}")
     app = FastAPI(lifespan=db.lifespan)
     with TestClient(app):
-        assert db._sync_engine is not None
-    assert db._sync_engine is None
-    assert db._async_engine is None
+        assert db._sync_binds is not None
+    assert db._sync_binds is None
+    assert db._async_binds is None
 
 
 def test_every_field_is_documented() -> None:

@@ -18,6 +18,8 @@ from sessionscope import (
     DbSession,
     NotInitializedError,
     SessionClosedError,
+    SessionScopeError,
+    unit_of_work,
 )
 
 from .apps import async_app, sync_app
@@ -335,3 +337,31 @@ def test_session_without_lifespan_names_the_fix(database_url: str) -> None:
 
     with TestClient(app) as client, pytest.raises(NotInitializedError, match="lifespan"):
         client.get("/")
+
+
+# -- read-only routes ---------------------------------------------------------------------------
+
+
+def test_readonly_route_reads_without_a_transaction_on_postgres(
+    client: TestClient, backend: str
+) -> None:
+    client.post("/items", params={"name": "seen"})
+    body = client.get("/readonly/count").json()
+    assert body["count"] == 1
+    # PostgreSQL's drivers switch autocommit on the client: no BEGIN/COMMIT round trips.
+    expected = True if backend == "postgres" else None
+    assert body["statement_in_own_transaction"] is expected
+
+
+@pytest.mark.parametrize("path", ["/readonly/orm-write", "/readonly/core-write"])
+def test_readonly_route_refuses_writes(db: Database, flavour: str, path: str) -> None:
+    app = (sync_app if flavour == "sync" else async_app).build(db)
+    with TestClient(app) as client, pytest.raises(SessionScopeError, match="read-only"):
+        client.post(path, params={"name": "refused"})
+    assert names(db) == []
+    assert checked_out(db, flavour) == 0
+
+
+def test_readonly_and_write_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="readonly"):
+        unit_of_work(readonly=True, write=True)

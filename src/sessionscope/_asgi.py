@@ -49,7 +49,9 @@ class UnitOfWorkBoundary:
             return
         db = self.db
         unit = UnitOfWork(
-            db, write=scope["method"] not in _READ_METHODS, policy=db.config.commit_policy
+            db,
+            mode="read" if scope["method"] in _READ_METHODS else "write",
+            policy=db.config.commit_policy,
         )
         scope[db._scope_key] = unit
         if self.default:

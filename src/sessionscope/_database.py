@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 from ._config import DatabaseConfig, DatabaseSettings
 from ._dependencies import request_async_session, request_sync_session
 from ._engines import (
-    SQLITE_BEGIN_OPTION,
+    UnitMode,
     create_async_db_engine,
     create_sync_engine,
     flavour_urls,
@@ -31,6 +31,7 @@ from ._engines import (
     mask_url,
     parse_url,
     pool_capacity,
+    unit_binds,
 )
 from ._errors import (
     BlockingSessionError,
@@ -40,7 +41,7 @@ from ._errors import (
     SessionScopeError,
 )
 from ._policy import BUSY_DETAIL
-from ._sessions import ScopedAsyncSession, ScopedSession
+from ._sessions import ReadOnlyAsyncSession, ReadOnlySession, ScopedAsyncSession, ScopedSession
 from ._unit import UnitOfWork, current_unit
 
 if TYPE_CHECKING:
@@ -95,10 +96,8 @@ class Database:
         self._scope_key = f"sessionscope.{name}.{id(self)}"
         self._sync_url, self._async_url = flavour_urls(config)
         self._primary_is_async = is_async_url(parse_url(config.url))
-        self._sync_engine: Engine | None = None
-        self._async_engine: AsyncEngine | None = None
-        self._sync_write_bind: Engine | None = None
-        self._async_write_bind: AsyncEngine | None = None
+        self._sync_binds: dict[UnitMode, Engine] | None = None
+        self._async_binds: dict[UnitMode, AsyncEngine] | None = None
         self._engine_lock = threading.Lock()
         self._started = False
         self._slots: anyio.Semaphore | None = None
@@ -131,61 +130,58 @@ class Database:
     @property
     def sync_engine(self) -> Engine:
         """The engine of sync sessions, created on first use."""
-        engine = self._sync_engine
-        if engine is None:
-            with self._engine_lock:
-                if self._sync_engine is None:
-                    self._sync_engine = create_sync_engine(self._config, self._sync_url)
-                    if self._sync_url.get_backend_name() == "sqlite":
-                        self._sync_write_bind = self._sync_engine.execution_options(
-                            **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
-                        )
-                engine = self._sync_engine
-        return engine
+        return self._sync_unit_binds()["read"]
 
     @property
     def async_engine(self) -> AsyncEngine:
         """The engine of async sessions, created on first use."""
-        engine = self._async_engine
-        if engine is None:
-            with self._engine_lock:
-                if self._async_engine is None:
-                    self._async_engine = create_async_db_engine(self._config, self._async_url)
-                    if self._async_url.get_backend_name() == "sqlite":
-                        self._async_write_bind = self._async_engine.execution_options(
-                            **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
-                        )
-                engine = self._async_engine
-        return engine
+        return self._async_unit_binds()["read"]
 
-    def _new_sync_session(self, *, write: bool) -> Session:
+    def _sync_unit_binds(self) -> dict[UnitMode, Engine]:
+        binds = self._sync_binds
+        if binds is None:
+            with self._engine_lock:
+                if self._sync_binds is None:
+                    engine = create_sync_engine(self._config, self._sync_url)
+                    self._sync_binds = unit_binds(engine, self._sync_url)
+                binds = self._sync_binds
+        return binds
+
+    def _async_unit_binds(self) -> dict[UnitMode, AsyncEngine]:
+        binds = self._async_binds
+        if binds is None:
+            with self._engine_lock:
+                if self._async_binds is None:
+                    engine = create_async_db_engine(self._config, self._async_url)
+                    self._async_binds = unit_binds(engine, self._async_url)
+                binds = self._async_binds
+        return binds
+
+    def _new_sync_session(self, mode: UnitMode) -> Session:
+        session_class = ReadOnlySession if mode == "readonly" else ScopedSession
         if self._bind_override is not None:
-            return ScopedSession(
+            return session_class(
                 bind=_bound_connection(self._bind_override[0], "sync"),
                 expire_on_commit=False,
                 join_transaction_mode="create_savepoint",
             )
-        engine = self.sync_engine
-        bind = self._sync_write_bind if write and self._sync_write_bind is not None else engine
-        return ScopedSession(bind=bind, expire_on_commit=False)
+        return session_class(bind=self._sync_unit_binds()[mode], expire_on_commit=False)
 
-    def _new_async_session(self, *, write: bool) -> AsyncSession:
+    def _new_async_session(self, mode: UnitMode) -> AsyncSession:
+        session_class = ReadOnlyAsyncSession if mode == "readonly" else ScopedAsyncSession
         if self._bind_override is not None:
-            return ScopedAsyncSession(
+            return session_class(
                 bind=_bound_connection(self._bind_override[1], "async"),
                 expire_on_commit=False,
                 join_transaction_mode="create_savepoint",
             )
-        engine = self.async_engine
-        bind = self._async_write_bind if write and self._async_write_bind is not None else engine
-        return ScopedAsyncSession(bind=bind, expire_on_commit=False)
+        return session_class(bind=self._async_unit_binds()[mode], expire_on_commit=False)
 
     def _after_fork(self) -> None:
-        for engine in (self._sync_engine, self._async_engine):
-            if isinstance(engine, AsyncEngine):
-                engine.sync_engine.dispose(close=False)
-            elif engine is not None:
-                engine.dispose(close=False)
+        if self._sync_binds is not None:
+            self._sync_binds["read"].dispose(close=False)
+        if self._async_binds is not None:
+            self._async_binds["read"].sync_engine.dispose(close=False)
 
     # -- app lifecycle ----------------------------------------------------------------------
 
@@ -227,13 +223,12 @@ class Database:
             # A test binding holds a connection of these engines (and, for SQLite
             # :memory:, the database itself): the binding's owner disposes of them.
             return
-        async_engine, self._async_engine = self._async_engine, None
-        sync_engine, self._sync_engine = self._sync_engine, None
-        self._sync_write_bind = self._async_write_bind = None
-        if async_engine is not None:
-            await async_engine.dispose()
-        if sync_engine is not None:
-            await anyio.to_thread.run_sync(sync_engine.dispose)
+        async_binds, self._async_binds = self._async_binds, None
+        sync_binds, self._sync_binds = self._sync_binds, None
+        if async_binds is not None:
+            await async_binds["read"].dispose()
+        if sync_binds is not None:
+            await anyio.to_thread.run_sync(sync_binds["read"].dispose)
 
     def _unavailable(self, error: BaseException) -> DatabaseUnavailableError:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()
@@ -409,7 +404,9 @@ class Transaction:
                 "a Transaction block cannot be entered twice; call db.transaction() again"
             )
         unit = UnitOfWork(
-            self._db, write=not self._readonly, policy="never" if self._readonly else "success"
+            self._db,
+            mode="read" if self._readonly else "write",
+            policy="never" if self._readonly else "success",
         )
         self._unit = unit
         self._token = current_unit.set(unit)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -28,6 +28,31 @@ SQLITE_BEGIN_OPTION = "sessionscope_sqlite_begin"
 at BEGIN, so concurrent read-modify-write units queue instead of losing updates."""
 
 _CHECKIN_TIME = "sessionscope_checkin"
+
+UnitMode = Literal["read", "write", "readonly"]
+"""What a unit of work does: ``"read"`` and ``"write"`` run in a transaction (on SQLite a
+writer takes the write lock at BEGIN); ``"readonly"`` refuses writes and, on PostgreSQL,
+runs without a transaction: no BEGIN/COMMIT round trips."""
+
+_E = TypeVar("_E", Engine, AsyncEngine)
+
+
+def unit_binds(engine: _E, url: URL) -> dict[UnitMode, _E]:
+    """The engine, or an option copy of it sharing its pool, that each kind of unit binds to."""
+    backend = url.get_backend_name()
+    write = (
+        engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        if backend == "sqlite"
+        else engine
+    )
+    # Autocommit costs no round trip on PostgreSQL's drivers (a client-side flag); MySQL's
+    # drivers toggle it with a statement each way, and SQLite's BEGIN is in-process anyway.
+    readonly = (
+        engine.execution_options(isolation_level="AUTOCOMMIT")
+        if backend == "postgresql"
+        else engine
+    )
+    return {"read": engine, "write": write, "readonly": readonly}
 
 
 def mask_url(url: str | URL) -> str:

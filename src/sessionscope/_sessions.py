@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
-from ._errors import ConcurrentSessionUseError, SessionClosedError
+from ._errors import ConcurrentSessionUseError, SessionClosedError, SessionScopeError
 
 ENDED_KEY = "sessionscope.ended"
 UNIT_KEY = "sessionscope.unit"
@@ -83,6 +83,34 @@ class ScopedAsyncSession(AsyncSession):
     rollback = _exclusive(AsyncSession.rollback)
     connection = _exclusive(AsyncSession.connection)
     run_sync = _exclusive(AsyncSession.run_sync)
+
+
+_READONLY_REFUSAL = (
+    "this route is read-only (unit_of_work(readonly=True)) and its session refuses writes; "
+    "drop readonly=True from the route, or write in a `db.transaction()` block"
+)
+
+
+class ReadOnlySession(ScopedSession):
+    """The session of a read-only unit of work: flushes and DML statements raise."""
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise SessionScopeError(_READONLY_REFUSAL)
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise SessionScopeError(_READONLY_REFUSAL)
+
+
+class ReadOnlyAsyncSession(ScopedAsyncSession):
+    """`ScopedAsyncSession` of a read-only unit of work."""
+
+    sync_session_class = ReadOnlySession
 
 
 def has_pending_work(session: Session) -> bool:

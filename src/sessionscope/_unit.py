@@ -18,6 +18,7 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from ._engines import UnitMode
 from ._errors import SessionScopeError
 from ._policy import CommitPolicy
 from ._sessions import ENDED_KEY, UNIT_KEY, has_pending_work
@@ -45,15 +46,15 @@ class UnitOfWork:
         "db",
         "ended",
         "keep_for_stream",
+        "mode",
         "policy",
         "stream_status",
         "sync_session",
-        "write",
     )
 
-    def __init__(self, db: Database, *, write: bool, policy: CommitPolicy) -> None:
+    def __init__(self, db: Database, *, mode: UnitMode, policy: CommitPolicy) -> None:
         self.db = db
-        self.write = write
+        self.mode: UnitMode = mode
         self.policy: CommitPolicy = policy
         self.keep_for_stream = False
         self.stream_status: int | None = None
@@ -80,14 +81,14 @@ class UnitOfWork:
     # -- sessions ---------------------------------------------------------------------------
 
     def open_sync(self, ended_message: str) -> Session:
-        session = self.db._new_sync_session(write=self.write)
+        session = self.db._new_sync_session(self.mode)
         session.info[UNIT_KEY] = self
         session.info["sessionscope.ended_message"] = ended_message
         self.sync_session = session
         return session
 
     def open_async(self, ended_message: str) -> AsyncSession:
-        session = self.db._new_async_session(write=self.write)
+        session = self.db._new_async_session(self.mode)
         session.sync_session.info[UNIT_KEY] = self
         session.sync_session.info["sessionscope.ended_message"] = ended_message
         self.async_session = session

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionscope import AsyncDbSession, Database, after_commit, unit_of_work
@@ -159,5 +159,26 @@ def build(db: Database) -> FastAPI:
                 row.counter += 1
 
         tasks.add_task(bump)
+
+    @app.get("/readonly/count", dependencies=[unit_of_work(readonly=True)])
+    async def readonly_count(session: AsyncDbSession) -> dict[str, Any]:
+        total = await session.scalar(select(func.count()).select_from(Item))
+        own_transaction = None
+        if db.async_engine.dialect.name == "postgresql":
+            # now() is the start of the transaction: it is this moment
+            # only when the statement runs in a transaction of its own (autocommit).
+            await session.execute(text("SELECT pg_sleep(0.05)"))
+            own_transaction = await session.scalar(
+                text("SELECT clock_timestamp() - now() < interval '25 milliseconds'")
+            )
+        return {"count": total, "statement_in_own_transaction": own_transaction}
+
+    @app.post("/readonly/orm-write", dependencies=[unit_of_work(readonly=True)])
+    async def readonly_orm_write(name: str, session: AsyncDbSession) -> None:
+        await add_item(session, name)
+
+    @app.post("/readonly/core-write", dependencies=[unit_of_work(readonly=True)])
+    async def readonly_core_write(name: str, session: AsyncDbSession) -> None:
+        await session.execute(insert(Item).values(name=name))
 
     return app
