@@ -4,10 +4,12 @@ for sync (`def` + DbSession) and async (`async def` + AsyncDbSession) endpoints.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 from starlette.middleware.cors import CORSMiddleware
@@ -16,6 +18,7 @@ from sessionscope import (
     BlockingSessionError,
     Database,
     DbSession,
+    MissingDriverError,
     NotInitializedError,
     SessionClosedError,
     SessionScopeError,
@@ -365,3 +368,27 @@ def test_readonly_route_refuses_writes(db: Database, flavour: str, path: str) ->
 def test_readonly_and_write_together_are_refused() -> None:
     with pytest.raises(ValueError, match="readonly"):
         unit_of_work(readonly=True, write=True)
+
+
+def test_a_session_that_fails_to_open_gives_its_connection_slot_back(tmp_path: Path) -> None:
+    # The sync flavour's driver is missing: every request fails to open its session. With one
+    # connection slot, a slot kept by the first failure would turn the second into a 503.
+    db = Database(
+        f"sqlite+aiosqlite:///{tmp_path / 'slots.db'}",
+        sync_url="postgresql+pg8000://nobody@127.0.0.1/none",
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.3,
+    )
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.exception_handler(MissingDriverError)
+    async def explain(request: Any, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "misconfigured"}, status_code=500)
+
+    @app.get("/")
+    def index(session: DbSession) -> None:
+        return None
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert [client.get("/").status_code for _ in range(3)] == [500, 500, 500]

@@ -111,7 +111,7 @@ class UnitOfWorkBoundary:
 
 async def _end_or_raise(unit: UnitOfWork, status: int | None) -> None:
     if not unit.active:
-        unit.ended = True
+        unit.end_unused()
         return
     commit = should_commit(status, None, unit.policy)
     error = await unit.end(commit)

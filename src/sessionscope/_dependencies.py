@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,19 +53,6 @@ def _unit_for(scope: Scope, db: Database | None) -> UnitOfWork:
     return unit
 
 
-def _check_flavour(unit: UnitOfWork, wanted: str) -> None:
-    unit.db._require_started()
-    if unit.ended:
-        raise SessionClosedError(ENDED_REQUEST)
-    other = unit.async_session if wanted == "sync" else unit.sync_session
-    if other is not None:
-        raise SessionScopeError(
-            "this request already has a session of the other flavour (sync and async); "
-            "one request uses one session: ask for DbSession everywhere (def endpoints) or "
-            "AsyncDbSession everywhere (async def endpoints)"
-        )
-
-
 def _refuse_blocking(scope: Scope, db: Database) -> None:
     endpoint = scope.get("endpoint")
     if endpoint is None:
@@ -90,40 +77,45 @@ def _refuse_blocking(scope: Scope, db: Database) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
-async def request_sync_session(request: Request, db: Database | None) -> Session:
-    unit = _unit_for(request.scope, db)
-    session = unit.sync_session
-    if session is not None:
-        return session
-    _check_flavour(unit, "sync")
+async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: Scope) -> None:
+    """Checks and the wait for a connection slot, before a request's session is created."""
     database = unit.db
-    _refuse_blocking(request.scope, database)
-    slots = database._slots
+    database._require_started()
+    if unit.ended:
+        raise SessionClosedError(ENDED_REQUEST)
+    if (unit.async_session if flavour == "sync" else unit.sync_session) is not None:
+        raise SessionScopeError(
+            "this request already has a session of the other flavour (sync and async); "
+            "one request uses one session: ask for DbSession everywhere (def endpoints) or "
+            "AsyncDbSession everywhere (async def endpoints)"
+        )
+    if flavour == "sync":
+        _refuse_blocking(scope, database)
+    slots = database._slots if flavour == "sync" else database._async_slots
     if slots is not None:
-        # Wait for a connection here, on the event loop, before the endpoint takes a worker
+        # Wait for a connection here, on the event loop, before a sync endpoint takes a worker
         # thread: threads never sit blocked on an exhausted pool, so the requests that hold
-        # connections always find a thread to finish on (no pool/threadpool deadlock).
+        # connections always find a thread to finish on (no pool/threadpool deadlock). Async
+        # requests queue here too, in arrival order, instead of inside the pool.
         await database._acquire_slot(slots)
         unit.hold_slot(slots)
-    session = unit.open_sync(ENDED_REQUEST)
     current_unit.set(unit)
-    return session
+
+
+async def request_sync_session(request: Request, db: Database | None) -> Session:
+    unit = _unit_for(request.scope, db)
+    if unit.sync_session is not None:
+        return unit.sync_session
+    await _prepare(unit, "sync", request.scope)
+    return unit.open_sync(ENDED_REQUEST)
 
 
 async def request_async_session(request: Request, db: Database | None) -> AsyncSession:
     unit = _unit_for(request.scope, db)
-    session = unit.async_session
-    if session is not None:
-        return session
-    _check_flavour(unit, "async")
-    database = unit.db
-    slots = database._async_slots
-    if slots is not None:
-        await database._acquire_slot(slots)
-        unit.hold_slot(slots)
-    session = unit.open_async(ENDED_REQUEST)
-    current_unit.set(unit)
-    return session
+    if unit.async_session is not None:
+        return unit.async_session
+    await _prepare(unit, "async", request.scope)
+    return unit.open_async(ENDED_REQUEST)
 
 
 async def get_session(request: Request) -> Session:

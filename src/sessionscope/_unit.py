@@ -100,6 +100,11 @@ class UnitOfWork:
 
     # -- the end ----------------------------------------------------------------------------
 
+    def end_unused(self) -> None:
+        """End a unit that never opened a session (no I/O); a slot it took is given back."""
+        self.ended = True
+        self._release_slot()
+
     async def end(self, commit: bool) -> BaseException | None:
         """Commit (when ``commit``) or roll back, close, release. Returns the commit error.
 
