@@ -28,6 +28,7 @@ from ._engines import (
     create_sync_engine,
     flavour_urls,
     is_async_url,
+    is_sqlite_memory,
     mask_url,
     parse_url,
     pool_capacity,
@@ -192,12 +193,10 @@ class Database:
         """
         capacity = pool_capacity(self._config, self._sync_url)
         self._slots = anyio.Semaphore(capacity) if capacity is not None else None
-        # Async requests, too, wait for a connection slot in FIFO order before they check one
-        # out: the pool then never has waiters of its own, so a connection returned while
-        # others wait is handed on instead of overflowing the pool's idle queue and being
-        # closed (a new connection per request under load), and no request starves.
-        async_capacity = pool_capacity(self._config, self._async_url)
-        self._async_slots = anyio.Semaphore(async_capacity) if async_capacity else None
+        # Async requests wait inside the pool, which hands a returned connection straight to a
+        # waiter; only the one shared connection of an in-memory SQLite database needs a slot
+        # (one unit of work at a time on it).
+        self._async_slots = anyio.Semaphore(1) if is_sqlite_memory(self._async_url) else None
         self._end_limiter = anyio.CapacityLimiter(capacity or 40)
         if self._primary_is_async:
             engine = self.async_engine
