@@ -90,6 +90,11 @@ def sessionscope_database(sessionscope_url):
 @pytest.fixture(scope="session")
 def sessionscope_app(sessionscope_database):
     return create_{flavour}_app(sessionscope_database)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
 """
 
 SYNC_TESTS = """

@@ -6,3 +6,8 @@ from app import Base, app, db
 def sessionscope_app():
     Base.metadata.create_all(db.sync_engine)  # or run your migrations
     return app
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"  # the database drivers are asyncio libraries
