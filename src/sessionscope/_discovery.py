@@ -1,8 +1,18 @@
-"""What a test binding needs to know about an app: its `Database` and its session flavour."""
+"""What a test binding needs to know about an app: its `Database` and its session flavour.
+
+Apps that split their routes over ``APIRouter``s are the common case, and recent FastAPI
+versions keep an included router as one route entry (its routes are not copied into the app)
+and wrap the app's lifespan in one that merges the routers' lifespans. Discovery looks
+through both.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
+
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_dependant
 
 from ._database import Database
 from ._dependencies import get_async_session, get_session
@@ -10,23 +20,48 @@ from ._engines import is_async_url, parse_url
 
 Flavour = Literal["sync", "async"]
 
+_LIFESPAN_DEPTH = 8
+"""How many wrappers deep a lifespan is searched for a Database (one per included router
+with FastAPI's merging, plus the user's own decorators)."""
+
 
 def database_of(app: Any) -> Database | None:
     """The `Database` an app uses: the first attached one (``db.init_app(app)``), or the
-    one whose lifespan the app was built with (``FastAPI(lifespan=db.lifespan)``)."""
+    one whose lifespan the app was built with (``FastAPI(lifespan=db.lifespan)``), also when
+    FastAPI wrapped that lifespan to merge the lifespans of included routers. ``None`` when
+    there is none, or several in the lifespan: then it is the caller's choice."""
     router = getattr(app, "router", None)
     attached = getattr(router, "__dict__", {}).get("_sessionscope_databases")
     if attached:
         return attached[0]  # type: ignore[no-any-return]
-    owner = getattr(getattr(router, "lifespan_context", None), "__self__", None)
-    return owner if isinstance(owner, Database) else None
+    found = set(_databases_in_lifespan(getattr(router, "lifespan_context", None), 0))
+    return found.pop() if len(found) == 1 else None
+
+
+def _databases_in_lifespan(lifespan: Any, depth: int) -> Iterator[Database]:
+    """Every `Database` whose bound ``lifespan`` is ``lifespan`` or is held, through any
+    number of wrapping closures, by the function it is."""
+    owner = getattr(lifespan, "__self__", None)
+    if isinstance(owner, Database):
+        yield owner
+        return
+    function = getattr(lifespan, "__wrapped__", lifespan)  # under @asynccontextmanager
+    if depth >= _LIFESPAN_DEPTH or not hasattr(function, "__code__"):
+        return
+    for cell in function.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a variable of the closure not bound yet
+            continue
+        if callable(value):
+            yield from _databases_in_lifespan(value, depth + 1)
 
 
 def session_flavours(app: Any) -> set[Flavour]:
-    """Which session flavours the app's routes ask for, through any depth of dependencies."""
+    """Which session flavours the app's routes ask for, through any depth of dependencies
+    and of included routers."""
     found: set[Flavour] = set()
-    routes = getattr(app, "routes", ())
-    pending = [route.dependant for route in routes if hasattr(route, "dependant")]
+    pending = list(_route_dependants(getattr(app, "routes", ())))
     while pending:
         dependant = pending.pop()
         for dependency in dependant.dependencies:
@@ -37,6 +72,21 @@ def session_flavours(app: Any) -> set[Flavour]:
                 found.add("async")
             pending.append(dependency)
     return found
+
+
+def _route_dependants(routes: Any) -> Iterator[Dependant]:
+    for route in routes:
+        if hasattr(route, "dependant"):
+            yield route.dependant
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            # The dependencies given to include_router() apply to each of its routes.
+            context = getattr(route, "include_context", None)
+            calls = [depends.dependency for depends in getattr(context, "dependencies", ())]
+            yield Dependant(
+                dependencies=[get_dependant(path="", call=call) for call in calls if call]
+            )
+            yield from _route_dependants(included.routes)
 
 
 def app_flavour(app: Any, db: Database) -> Flavour:

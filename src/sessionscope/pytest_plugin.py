@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -159,9 +159,28 @@ def sessionscope_client(
         yield client
 
 
+_ASYNCIO_ONLY = (
+    "sessionscope's async fixtures run on asyncio only (asyncpg, aiomysql and aiosqlite are "
+    "asyncio libraries), and AnyIO's pytest plugin runs this test on {backend!r} too, as it "
+    "does on every installed backend unless told otherwise. Choose asyncio in conftest.py:\n\n"
+    "    @pytest.fixture\n"
+    "    def anyio_backend():\n"
+    '        return "asyncio"'
+)
+
+
+@pytest.fixture
+def _sessionscope_asyncio_only(anyio_backend: str | tuple[str, dict[str, Any]]) -> None:
+    """Fail with the fix before an async fixture runs on a backend the drivers cannot use.
+    (AnyIO's ``anyio_backend`` is a name, or a name and its options.)"""
+    backend = anyio_backend if isinstance(anyio_backend, str) else anyio_backend[0]
+    if backend != "asyncio":
+        pytest.fail(_ASYNCIO_ONLY.format(backend=backend), pytrace=False)
+
+
 @pytest.fixture
 async def sessionscope_async_transaction(
-    anyio_backend: object, sessionscope_database: Database
+    anyio_backend: object, _sessionscope_asyncio_only: None, sessionscope_database: Database
 ) -> AsyncIterator[AsyncBoundTransaction]:
     """The test's outer transaction for async sessions, rolled back at teardown."""
     async with async_rollback_after(sessionscope_database) as bound:

@@ -1,9 +1,14 @@
-"""Set-up of the service tests: a migrated schema per database, an app, a live server.
+"""Set-up of the service tests, through sessionscope's own pytest plugin.
 
-Everything database-specific sits here so that the per-test isolation can change in one place.
-Today the schema is migrated once per server (SQLite: once per test, in a fresh file) and every
-row of the service's ``demo_`` tables is deleted before and after each test; the tables are
-dropped (migrated down) when the session ends, since other test modules share the servers.
+The service is tested as any sessionscope user would test theirs. The plugin's
+``sessionscope_url`` fixture is overridden to run over every backend: for each one the schema
+is made once by the service's Alembic migrations (outside any test transaction: DDL commits
+on MariaDB) and removed when that backend's tests are done. Each in-process test then gets
+the plugin's ``sessionscope_client``: its requests run inside one outer transaction that is
+rolled back at the end of the test, pass or fail, the service's commits landing on
+SAVEPOINTs. No test deletes rows by hand.
+
+Tests that need a real server (``live_server``) cannot share that transaction: see there.
 """
 
 from __future__ import annotations
@@ -11,18 +16,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 
 from sessionscope import Database
 from sessionscope_demo import ServiceSettings, create_app
-from sessionscope_demo.migrate import VERSION_TABLE, downgrade, upgrade
+from sessionscope_demo.migrate import VERSION_TABLE, current_revision, downgrade, upgrade
+
+from ..conftest import BACKEND_PARAMS, require_server
 
 FAST_HASHING = {
     # Argon2 at its cheapest: the tests check that hashing happens, not how hard it is.
@@ -49,57 +58,71 @@ def migrate(url: str, revision: str = "head") -> None:
         db.sync_engine.dispose()
 
 
-def delete_rows(engine: Engine) -> None:
-    with engine.begin() as connection:
-        for table in SERVICE_TABLES:
-            connection.execute(text(f"DELETE FROM {table}"))
+def drop_schema(url: str) -> None:
+    """Migrate down and drop Alembic's version table: the server as it was before the tests."""
+    db = Database(url)
+    try:
+        if current_revision(db) is not None:
+            downgrade(db, "base")
+        with db.sync_engine.begin() as connection:
+            connection.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
+    finally:
+        db.sync_engine.dispose()
+
+
+def delete_rows(url: str) -> None:
+    db = Database(url)
+    try:
+        with db.sync_engine.begin() as connection:
+            for table in SERVICE_TABLES:
+                connection.execute(text(f"DELETE FROM {table}"))
+    finally:
+        db.sync_engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKEND_PARAMS)
+def sessionscope_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The plugin's database URL, once per backend, with the service's schema migrated in.
+
+    A schema left behind by an interrupted run is dropped first, so every run starts from
+    the migrations and from empty tables.
+    """
+    backend = str(request.param)
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('service') / 'demo.db'}"
+    else:
+        url = require_server(backend)
+        drop_schema(url)
+    migrate(url)
+    yield url
+    drop_schema(url)
 
 
 @pytest.fixture(scope="session")
-def _migrated_servers() -> Iterator[dict[str, Engine]]:
-    """URL -> engine of each server whose schema this session migrated; migrated down at end."""
-    migrated: dict[str, Engine] = {}
-    yield migrated
-    for url, engine in migrated.items():
-        migrate(url, "base")
-        with engine.begin() as connection:
-            connection.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
-        engine.dispose()
+def settings(sessionscope_url: str) -> ServiceSettings:
+    return make_settings(sessionscope_url)
+
+
+@pytest.fixture(scope="session")
+def sessionscope_app(settings: ServiceSettings) -> Iterator[FastAPI]:
+    """The service under test; the plugin finds its Database on the app's lifespan."""
+    app = create_app(settings)
+    yield app
+    anyio.run(app.state.db.shutdown)
 
 
 @pytest.fixture
-def service_url(
-    database_url: str, backend: str, _migrated_servers: dict[str, Engine]
-) -> Iterator[str]:
-    """The URL of a database with the service's schema and no rows in it."""
-    if backend == "sqlite":
-        migrate(database_url)
-        yield database_url
-        return
-    engine = _migrated_servers.get(database_url)
-    if engine is None:
-        migrate(database_url)
-        engine = _migrated_servers[database_url] = create_engine(database_url)
-    delete_rows(engine)
-    yield database_url
-    delete_rows(engine)
+def client(sessionscope_client: httpx.Client) -> httpx.Client:
+    """The plugin's client: the app's lifespan running, every request in the test's
+    transaction."""
+    return sessionscope_client
 
 
 @pytest.fixture
-def settings(service_url: str) -> ServiceSettings:
-    return make_settings(service_url)
-
-
-@pytest.fixture
-def app(settings: ServiceSettings) -> FastAPI:
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    """An HTTP client of the app, its lifespan running (engines created, then disposed)."""
-    with TestClient(app) as test_client:
-        yield test_client
+def anyio_backend() -> str:
+    return "asyncio"  # the database drivers are asyncio libraries
 
 
 @dataclass
@@ -109,10 +132,34 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(app: FastAPI) -> Iterator[LiveServer]:
-    """The app served by a real uvicorn on 127.0.0.1, on a port the OS picked."""
-    with serve_in_thread(app) as url:
-        yield LiveServer(url=url, app=app)
+def live_server(settings: ServiceSettings) -> Iterator[LiveServer]:
+    """The service served by a real uvicorn on 127.0.0.1, on its own connections.
+
+    Its requests cannot run in the test's rolled-back transaction: the tests that need a
+    live server are about several transactions racing (twenty concurrent sign-ups, where
+    the database's unique index must refuse all but one), and one shared connection would
+    serialise them and test nothing. Its commits are real, so the rows are deleted after the
+    test, pass or fail, and the in-process tests keep finding empty tables.
+    """
+    app = create_app(settings)
+    url = settings.database_url.get_secret_value()
+    try:
+        with serve_in_thread(app) as base_url:
+            yield LiveServer(url=base_url, app=app)
+    finally:
+        delete_rows(url)
+
+
+@contextmanager
+def sqlite_live_server(directory: Path) -> Iterator[LiveServer]:
+    """A live server on a migrated SQLite file of its own, which goes with ``directory``:
+    for tests whose subject is not the database, so that nothing they commit can reach the
+    shared schema."""
+    url = f"sqlite:///{directory / 'demo.db'}"
+    migrate(url)
+    app = create_app(make_settings(url))
+    with serve_in_thread(app) as base_url:
+        yield LiveServer(url=base_url, app=app)
 
 
 class _ThreadServer(uvicorn.Server):

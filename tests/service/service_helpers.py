@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 
 _numbers = itertools.count(1)
 
 
-def new_user(client: TestClient, **fields: Any) -> dict[str, Any]:
+def new_user(client: httpx.Client, **fields: Any) -> dict[str, Any]:
     """Create a user (unique email unless given) and return its body."""
     body = {
         "email": f"user{next(_numbers)}@example.com",
@@ -24,7 +24,7 @@ def new_user(client: TestClient, **fields: Any) -> dict[str, Any]:
     return created
 
 
-def new_item(client: TestClient, owner_id: int, **fields: Any) -> dict[str, Any]:
+def new_item(client: httpx.Client, owner_id: int, **fields: Any) -> dict[str, Any]:
     body = {"name": "Notebook", "price_cents": 450, **fields}
     response = client.post(f"/users/{owner_id}/items", json=body)
     assert response.status_code == 201, response.text

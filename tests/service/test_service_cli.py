@@ -77,6 +77,9 @@ def _free_port() -> int:
 def test_console_script_serves_the_documented_curl_session_with_two_workers(
     tmp_path: Path,
 ) -> None:
+    # Two worker processes cannot join the test's rolled-back transaction (it lives on one
+    # connection of this process), so this test commits for real, into a SQLite file of its
+    # own that goes with tmp_path; the shared schema of the other tests is never touched.
     assert shutil.which("curl"), "the documented session needs curl"
     port = _free_port()
     env = {

@@ -1,4 +1,9 @@
-"""A real uvicorn server under concurrent requests: the duplicate-email race."""
+"""A real uvicorn server under concurrent requests: the duplicate-email race.
+
+These tests commit for real (see ``live_server``): twenty transactions must race for the
+unique index, which one shared, rolled-back test transaction would serialise away. The
+fixture deletes their rows afterwards, pass or fail.
+"""
 
 from __future__ import annotations
 

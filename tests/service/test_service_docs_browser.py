@@ -18,7 +18,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .conftest import LiveServer
+from .conftest import LiveServer, sqlite_live_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -37,10 +37,16 @@ def _require_chromium() -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The docs do not depend on the database: SQLite only."""
-    return str(request.param)
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """The docs do not depend on the database: a server on a SQLite file of its own.
+
+    A real server, because the browser is a separate process: it cannot reach an in-process
+    client, nor the test's rolled-back transaction. Nothing is written; the file goes with
+    ``tmp_path``.
+    """
+    with sqlite_live_server(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture

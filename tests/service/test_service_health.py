@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -13,7 +14,7 @@ from sessionscope_demo import create_app
 from .conftest import make_settings
 
 
-def test_healthz_and_readyz_answer_ok(client: TestClient) -> None:
+def test_healthz_and_readyz_answer_ok(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ok"}
 

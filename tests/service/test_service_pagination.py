@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import base64
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from .service_helpers import new_item, new_user
 
 
 @pytest.fixture
-def five_items(client: TestClient) -> list[dict[str, object]]:
+def five_items(client: httpx.Client) -> list[dict[str, object]]:
     owner = new_user(client)["id"]
     return [new_item(client, owner, name=f"item {n}") for n in range(5)]
 
 
-def test_empty_listing(client: TestClient) -> None:
+def test_empty_listing(client: httpx.Client) -> None:
     for path in ("/users", "/items"):
         assert client.get(path).json() == {
             "items": [],
@@ -28,7 +28,7 @@ def test_empty_listing(client: TestClient) -> None:
 
 
 def test_offset_pages_and_the_last_page(
-    client: TestClient, five_items: list[dict[str, object]]
+    client: httpx.Client, five_items: list[dict[str, object]]
 ) -> None:
     first = client.get("/items", params={"limit": 2}).json()
     assert (first["items"], first["total"], first["limit"]) == (five_items[:2], 5, 2)
@@ -41,7 +41,7 @@ def test_offset_pages_and_the_last_page(
 
 
 def test_offset_past_the_end_is_an_empty_page_with_the_total(
-    client: TestClient, five_items: list[dict[str, object]]
+    client: httpx.Client, five_items: list[dict[str, object]]
 ) -> None:
     page = client.get("/items", params={"offset": 5}).json()
     assert (page["items"], page["total"], page["next_cursor"]) == ([], 5, None)
@@ -50,10 +50,10 @@ def test_offset_past_the_end_is_an_empty_page_with_the_total(
 
 
 def test_cursor_walks_every_row_once(
-    client: TestClient, five_items: list[dict[str, object]]
+    client: httpx.Client, five_items: list[dict[str, object]]
 ) -> None:
     seen: list[dict[str, object]] = []
-    params: dict[str, object] = {"limit": 2}
+    params: dict[str, str | int] = {"limit": 2}
     for _ in range(10):
         page = client.get("/items", params=params).json()
         assert page["total"] == 5
@@ -65,7 +65,7 @@ def test_cursor_walks_every_row_once(
 
 
 def test_cursor_is_stable_when_earlier_rows_are_deleted(
-    client: TestClient, five_items: list[dict[str, object]]
+    client: httpx.Client, five_items: list[dict[str, object]]
 ) -> None:
     first = client.get("/items", params={"limit": 2}).json()
     client.delete(f"/items/{five_items[0]['id']}")
@@ -73,7 +73,7 @@ def test_cursor_is_stable_when_earlier_rows_are_deleted(
     assert second["items"] == five_items[2:4]
 
 
-def test_user_listing_pages_too(client: TestClient) -> None:
+def test_user_listing_pages_too(client: httpx.Client) -> None:
     users = [new_user(client) for _ in range(3)]
     first = client.get("/users", params={"limit": 2}).json()
     assert (first["items"], first["total"]) == (users[:2], 3)
@@ -102,14 +102,14 @@ def _b64(text: str) -> str:
     ],
 )
 @pytest.mark.parametrize("path", ["/users", "/items"])
-def test_bad_cursor_is_422(client: TestClient, path: str, cursor: str) -> None:
+def test_bad_cursor_is_422(client: httpx.Client, path: str, cursor: str) -> None:
     response = client.get(path, params={"cursor": cursor})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
 def test_cursor_and_offset_together_is_422(
-    client: TestClient, five_items: list[dict[str, object]]
+    client: httpx.Client, five_items: list[dict[str, object]]
 ) -> None:
     cursor = client.get("/items", params={"limit": 1}).json()["next_cursor"]
     response = client.get("/items", params={"cursor": cursor, "offset": 1})
@@ -121,5 +121,5 @@ def test_cursor_and_offset_together_is_422(
     "params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"offset": 2**31}, {"limit": "x"}]
 )
 @pytest.mark.parametrize("path", ["/users", "/items"])
-def test_bad_limits_are_422(client: TestClient, path: str, params: dict[str, object]) -> None:
+def test_bad_limits_are_422(client: httpx.Client, path: str, params: dict[str, str | int]) -> None:
     assert client.get(path, params=params).status_code == 422

@@ -18,7 +18,7 @@ from schemathesis.generation import GenerationMode
 
 from sessionscope_demo import create_app
 
-from .conftest import make_settings, migrate, serve_in_thread
+from .conftest import make_settings, sqlite_live_server
 
 MAX_EXAMPLES = 25
 """Per operation and mode: 12 operations x 2 modes x 25 examples stay well under a minute."""
@@ -29,18 +29,23 @@ OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operat
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    database = tmp_path_factory.mktemp("schemathesis") / "demo.db"
-    url = f"sqlite:///{database}"
-    migrate(url)
-    with serve_in_thread(create_app(make_settings(url))) as base_url:
+    """A live server on a SQLite file of this module's own.
+
+    Not the rolled-back test transaction: the run checks what a deployed server puts on the
+    wire, so each case goes over real HTTP to uvicorn, which runs the app on an event loop of
+    its own where the test's connection cannot follow (async drivers tie a connection to the
+    loop that opened it). Its rows are committed for real, into a file that goes with the
+    module's temporary directory, never into the schema the other tests share.
+    """
+    with sqlite_live_server(tmp_path_factory.mktemp("schemathesis")) as server:
         # A few rows, so that generated ids (Hypothesis favours small integers) find some.
         for number in range(1, 4):
             user = httpx.post(
-                f"{base_url}/users",
+                f"{server.url}/users",
                 json={"email": f"seed{number}@example.com", "name": "Seed", "password": "12345678"},
             ).json()
-            httpx.post(f"{base_url}/users/{user['id']}/items", json={"name": f"seed {number}"})
-        yield base_url
+            httpx.post(f"{server.url}/users/{user['id']}/items", json={"name": f"seed {number}"})
+        yield server.url
 
 
 def documented_elsewhere(case: schemathesis.Case) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionscope_demo.models import User
 from sessionscope_demo.passwords import Passwords
@@ -17,7 +18,7 @@ from .service_helpers import new_item, new_user
 INT32_MAX = 2**31 - 1
 
 
-def test_create_returns_the_user_without_secrets(client: TestClient) -> None:
+def test_create_returns_the_user_without_secrets(client: httpx.Client) -> None:
     response = client.post(
         "/users",
         json={"email": "Ada@Example.COM", "name": "Ada", "password": "correct horse battery"},
@@ -31,16 +32,21 @@ def test_create_returns_the_user_without_secrets(client: TestClient) -> None:
     assert client.get(f"/users/{body['id']}").json() == body
 
 
-def test_the_password_is_stored_as_an_argon2_hash(
-    client: TestClient, settings: ServiceSettings
+@pytest.mark.anyio
+async def test_the_password_is_stored_as_an_argon2_hash(
+    sessionscope_async_client: httpx.AsyncClient,
+    sessionscope_async_session: AsyncSession,
+    settings: ServiceSettings,
 ) -> None:
-    user = new_user(client, password="correct horse battery")
-    engine = create_engine(settings.database_url.get_secret_value())
-    try:
-        with engine.connect() as connection:
-            stored = connection.scalar(select(User.password_hash).where(User.id == user["id"]))
-    finally:
-        engine.dispose()
+    # An async test, to read the row in the same transaction as the (async) app wrote it.
+    response = await sessionscope_async_client.post(
+        "/users",
+        json={"email": "hash@example.com", "name": "Hash", "password": "correct horse battery"},
+    )
+    assert response.status_code == 201, response.text
+    stored = await sessionscope_async_session.scalar(
+        select(User.password_hash).where(User.id == response.json()["id"])
+    )
     assert stored is not None
     assert stored.startswith("$argon2id$")
     assert Passwords(settings).verify("correct horse battery", stored)
@@ -48,7 +54,7 @@ def test_the_password_is_stored_as_an_argon2_hash(
 
 
 def test_neither_password_nor_hash_reaches_a_response_or_a_log_line(
-    client: TestClient, settings: ServiceSettings, caplog: pytest.LogCaptureFixture
+    client: httpx.Client, settings: ServiceSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     # As the service's logging configuration does (tested with the CLI): aiosqlite prints
@@ -73,7 +79,7 @@ def test_neither_password_nor_hash_reaches_a_response_or_a_log_line(
         assert "$argon2" not in text
 
 
-def test_duplicate_email_is_409_and_case_insensitive(client: TestClient) -> None:
+def test_duplicate_email_is_409_and_case_insensitive(client: httpx.Client) -> None:
     new_user(client, email="dup@example.com")
     response = client.post(
         "/users", json={"email": "DUP@example.com", "name": "Other", "password": "12345678"}
@@ -98,7 +104,7 @@ def test_duplicate_email_is_409_and_case_insensitive(client: TestClient) -> None
         ("unknown", "field"),
     ],
 )
-def test_invalid_user_input_is_422(client: TestClient, field: str, value: object) -> None:
+def test_invalid_user_input_is_422(client: httpx.Client, field: str, value: object) -> None:
     body = {"email": "ok@example.com", "name": "Ok", "password": "long enough", field: value}
     response = client.post("/users", json=body)
     assert response.status_code == 422
@@ -106,7 +112,7 @@ def test_invalid_user_input_is_422(client: TestClient, field: str, value: object
     assert client.get("/users").json()["total"] == 0
 
 
-def test_missing_fields_and_broken_json_are_422(client: TestClient) -> None:
+def test_missing_fields_and_broken_json_are_422(client: httpx.Client) -> None:
     assert client.post("/users", json={}).status_code == 422
     broken = client.post(
         "/users", content=b"{not json", headers={"content-type": "application/json"}
@@ -114,7 +120,7 @@ def test_missing_fields_and_broken_json_are_422(client: TestClient) -> None:
     assert broken.status_code == 422
 
 
-def test_a_lone_surrogate_is_422_not_500(client: TestClient) -> None:
+def test_a_lone_surrogate_is_422_not_500(client: httpx.Client) -> None:
     raw = b'{"email": "s@example.com", "name": "\\ud800", "password": "long enough"}'
     response = client.post("/users", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
@@ -130,14 +136,14 @@ def test_a_lone_surrogate_is_422_not_500(client: TestClient) -> None:
         "100% _wild_ [chars] \\ back",
     ],
 )
-def test_unicode_and_sql_looking_names_round_trip_verbatim(client: TestClient, text: str) -> None:
+def test_unicode_and_sql_looking_names_round_trip_verbatim(client: httpx.Client, text: str) -> None:
     user = new_user(client, name=text)
     assert user["name"] == text
     assert client.get(f"/users/{user['id']}").json()["name"] == text
     assert [row["name"] for row in client.get("/users").json()["items"]] == [text]
 
 
-def test_unicode_email_round_trips(client: TestClient) -> None:
+def test_unicode_email_round_trips(client: httpx.Client) -> None:
     user = new_user(client, email="zoë@exämple.com")
     assert client.get(f"/users/{user['id']}").json()["email"] == user["email"]
     again = client.post(
@@ -146,24 +152,24 @@ def test_unicode_email_round_trips(client: TestClient) -> None:
     assert again.status_code == 409
 
 
-def test_read_missing_user_is_404(client: TestClient) -> None:
+def test_read_missing_user_is_404(client: httpx.Client) -> None:
     response = client.get("/users/999999")
     assert response.status_code == 404
     assert response.json() == {"detail": "user 999999 not found"}
 
 
 @pytest.mark.parametrize("user_id", ["0", "-1", str(INT32_MAX + 1), "abc", "1.5", "9" * 30])
-def test_ids_outside_the_column_range_are_422(client: TestClient, user_id: str) -> None:
+def test_ids_outside_the_column_range_are_422(client: httpx.Client, user_id: str) -> None:
     for method in ("GET", "PATCH", "DELETE"):
         response = client.request(method, f"/users/{user_id}", json={})
         assert response.status_code == 422, (method, response.text)
 
 
-def test_largest_id_is_a_plain_404(client: TestClient) -> None:
+def test_largest_id_is_a_plain_404(client: httpx.Client) -> None:
     assert client.get(f"/users/{INT32_MAX}").status_code == 404
 
 
-def test_patch_changes_only_the_given_fields(client: TestClient) -> None:
+def test_patch_changes_only_the_given_fields(client: httpx.Client) -> None:
     user = new_user(client, email="before@example.com", name="Before")
     response = client.patch(f"/users/{user['id']}", json={"name": "After"})
     assert response.status_code == 200
@@ -173,19 +179,19 @@ def test_patch_changes_only_the_given_fields(client: TestClient) -> None:
     assert client.get(f"/users/{user['id']}").json() == response.json()
 
 
-def test_patch_with_nothing_is_a_no_op(client: TestClient) -> None:
+def test_patch_with_nothing_is_a_no_op(client: httpx.Client) -> None:
     user = new_user(client)
     response = client.patch(f"/users/{user['id']}", json={})
     assert response.status_code == 200
     assert response.json() == user
 
 
-def test_patch_to_own_email_is_allowed(client: TestClient) -> None:
+def test_patch_to_own_email_is_allowed(client: httpx.Client) -> None:
     user = new_user(client)
     assert client.patch(f"/users/{user['id']}", json={"email": user["email"]}).status_code == 200
 
 
-def test_patch_to_a_taken_email_is_409_and_changes_nothing(client: TestClient) -> None:
+def test_patch_to_a_taken_email_is_409_and_changes_nothing(client: httpx.Client) -> None:
     first = new_user(client, email="first@example.com")
     second = new_user(client, email="second@example.com", name="Second")
     response = client.patch(
@@ -200,17 +206,17 @@ def test_patch_to_a_taken_email_is_409_and_changes_nothing(client: TestClient) -
     "body",
     [{"name": None}, {"email": None}, {"password": None}, {"name": ""}, {"password": "short"}],
 )
-def test_patch_with_invalid_values_is_422(client: TestClient, body: dict[str, object]) -> None:
+def test_patch_with_invalid_values_is_422(client: httpx.Client, body: dict[str, object]) -> None:
     user = new_user(client)
     assert client.patch(f"/users/{user['id']}", json=body).status_code == 422
     assert client.get(f"/users/{user['id']}").json() == user
 
 
-def test_patch_missing_user_is_404(client: TestClient) -> None:
+def test_patch_missing_user_is_404(client: httpx.Client) -> None:
     assert client.patch("/users/999999", json={"name": "x"}).status_code == 404
 
 
-def test_delete_removes_the_user_and_their_items_only(client: TestClient) -> None:
+def test_delete_removes_the_user_and_their_items_only(client: httpx.Client) -> None:
     doomed = new_user(client)
     kept = new_user(client)
     for name in ("a", "b"):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import inprocess  # noqa: F401
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.orm import Session
 
 from sessionscope import AsyncDbSession, Database, DbSession
@@ -32,6 +32,24 @@ def test_database_of_an_app_with_init_app() -> None:
 
 def test_database_of_an_app_without_one() -> None:
     assert database_of(FastAPI()) is None
+
+
+def test_database_of_an_app_whose_routes_are_in_included_routers() -> None:
+    """FastAPI wraps the app's lifespan to merge it with each included router's."""
+    db = Database("sqlite://")
+    app = FastAPI(lifespan=db.lifespan)
+    users, items = APIRouter(), APIRouter()
+    users.include_router(items)
+    app.include_router(users)
+    app.include_router(APIRouter())
+    assert database_of(app) is db
+
+
+def test_database_of_an_app_with_two_in_its_lifespan_is_left_to_the_user() -> None:
+    db, other = Database("sqlite://"), Database("sqlite://", name="other")
+    app = FastAPI(lifespan=db.lifespan)
+    app.include_router(APIRouter(lifespan=other.lifespan))
+    assert database_of(app) is None
 
 
 def make_app(db: Database, *, sync: bool, async_: bool, nested: bool = False) -> FastAPI:
@@ -77,6 +95,34 @@ def test_session_flavours_follow_the_routes(
     db = Database("sqlite://")
     app = make_app(db, sync=sync, async_=async_, nested=nested)
     assert session_flavours(app) == expected
+
+
+def test_session_flavours_look_into_included_routers() -> None:
+    db = Database("sqlite://")
+    app = FastAPI(lifespan=db.lifespan)
+    outer, inner = APIRouter(prefix="/outer"), APIRouter(prefix="/inner")
+
+    @inner.get("/async")
+    async def read_async(session: AsyncDbSession) -> None: ...
+
+    outer.include_router(inner)
+    app.include_router(outer)
+    assert session_flavours(app) == {"async"}
+
+
+def test_session_flavours_see_the_dependencies_of_an_include() -> None:
+    db = Database("sqlite://")
+    app = FastAPI(lifespan=db.lifespan)
+    router = APIRouter()
+
+    @router.get("/plain")
+    def plain() -> None: ...
+
+    def audited(session: DbSession) -> None: ...
+
+    app.include_router(router, dependencies=[Depends(audited)])
+    app.include_router(APIRouter(), dependencies=[Depends(db.get_async_session)])
+    assert session_flavours(app) == {"sync", "async"}
 
 
 @pytest.mark.parametrize(

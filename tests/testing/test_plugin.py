@@ -74,3 +74,25 @@ def test_a_failing_test_leaves_the_database_clean(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*this test fails on purpose after its write*"])
     assert rows_in(database_url, table) == 0
+
+
+ON_TRIO = """
+import pytest
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio(sessionscope_async_session):
+    raise AssertionError("never reached: the fixture refuses the backend")
+"""
+
+
+def test_async_fixtures_on_another_backend_fail_with_the_fix(pytester: pytest.Pytester) -> None:
+    """AnyIO's plugin runs async tests on every installed backend; the drivers need asyncio."""
+    write_project(pytester, table="tst_plugin_items", kind="async-app")
+    pytester.makepyfile(test_roundtrip=ON_TRIO)
+    result = pytester.runpytest_inprocess("--sessionscope-url", "sqlite://", "-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*async fixtures run on asyncio only*'trio'*", "*def anyio_backend():*"]
+    )

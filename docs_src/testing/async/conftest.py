@@ -10,4 +10,4 @@ def sessionscope_app():
 
 @pytest.fixture
 def anyio_backend():
-    return "asyncio"  # SQLAlchemy's async drivers run on asyncio (anyio would also try trio)
+    return "asyncio"  # the database drivers are asyncio libraries
