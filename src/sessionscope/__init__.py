@@ -1,7 +1,7 @@
 """sessionscope: one correct, fast SQLAlchemy unit of work per FastAPI request."""
 
 from ._config import DatabaseConfig, DatabaseSettings
-from ._database import Database, Transaction
+from ._database import Database
 from ._dependencies import AsyncDbSession, DbSession, get_async_session, get_session, unit_of_work
 from ._errors import (
     BlockingSessionError,
@@ -18,6 +18,7 @@ from ._errors import (
     SessionScopeError,
 )
 from ._policy import CommitPolicy, should_commit
+from ._transaction import Transaction
 from ._unit import after_commit
 
 __all__ = [

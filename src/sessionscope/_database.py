@@ -9,7 +9,6 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -43,17 +42,13 @@ from ._errors import (
 )
 from ._policy import BUSY_DETAIL
 from ._sessions import ReadOnlyAsyncSession, ReadOnlySession, ScopedAsyncSession, ScopedSession
-from ._unit import UnitOfWork, current_unit
+from ._transaction import Transaction
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 _T = TypeVar("_T")
 
-_ENDED_TRANSACTION = (
-    "this session belongs to a `db.transaction()` block that has ended; open a new block "
-    "for more work"
-)
 
 _all_databases: weakref.WeakSet[Database] = weakref.WeakSet()
 
@@ -386,61 +381,4 @@ def _ping(engine: Engine) -> None:
         connection.exec_driver_sql("SELECT 1")
 
 
-class Transaction:
-    """The context manager returned by `Database.transaction`; sync or async."""
-
-    __slots__ = ("_db", "_readonly", "_token", "_unit")
-
-    def __init__(self, db: Database, *, readonly: bool) -> None:
-        self._db = db
-        self._readonly = readonly
-        self._unit: UnitOfWork | None = None
-        self._token: Any = None
-
-    def _open(self) -> UnitOfWork:
-        if self._unit is not None:
-            raise RuntimeError(
-                "a Transaction block cannot be entered twice; call db.transaction() again"
-            )
-        unit = UnitOfWork(
-            self._db,
-            mode="read" if self._readonly else "write",
-            policy="never" if self._readonly else "success",
-        )
-        self._unit = unit
-        self._token = current_unit.set(unit)
-        return unit
-
-    def __enter__(self) -> Session:
-        self._db.check_not_on_event_loop("`with db.transaction()`")
-        return self._open().open_sync(_ENDED_TRANSACTION)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._unit is not None
-        current_unit.reset(self._token)
-        error = self._unit.end_sync(commit=exc is None and not self._readonly)
-        if error is not None:
-            raise error
-
-    async def __aenter__(self) -> AsyncSession:
-        return self._open().open_async(_ENDED_TRANSACTION)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._unit is not None
-        current_unit.reset(self._token)
-        error = await self._unit.end(commit=exc is None and not self._readonly)
-        if error is not None:
-            raise error
-
-
-__all__: Sequence[str] = ("Database", "Transaction")
+__all__: Sequence[str] = ("Database",)
