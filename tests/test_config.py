@@ -45,9 +45,11 @@ def test_password_never_in_repr() -> None:
 def test_from_env_reads_database_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:pw@h/db")
     monkeypatch.setenv("DATABASE_POOL_SIZE", "12")
+    monkeypatch.setenv("DATABASE_OVERFLOW_IDLE_TIMEOUT", "2.5")
     db = Database.from_env()
     assert db.config.url == "postgresql+asyncpg://u:pw@h/db"
     assert db.config.pool_size == 12
+    assert db.config.overflow_idle_timeout == 2.5
 
 
 def test_from_env_defaults_to_a_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> None:

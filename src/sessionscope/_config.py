@@ -35,7 +35,13 @@ class DatabaseConfig:
     """Connections kept open in the pool."""
 
     max_overflow: int = 10
-    """Connections opened beyond `pool_size` under load, closed when returned."""
+    """Connections opened beyond `pool_size` under load (``-1``: no limit). A returned one is
+    kept for reuse until it has been idle for `overflow_idle_timeout` seconds."""
+
+    overflow_idle_timeout: float = 30.0
+    """Seconds a returned overflow connection stays open for reuse before it is closed, so
+    that steady load above `pool_size` reuses connections instead of opening and closing one
+    per burst. ``0`` closes it as soon as it is returned (SQLAlchemy's `QueuePool`)."""
 
     pool_timeout: float = 5.0
     """Seconds a request waits for a connection before it is answered 503 with ``Retry-After``."""
@@ -82,6 +88,10 @@ class DatabaseConfig:
             raise ValueError(
                 f"max_overflow must be -1 (unbounded) or more, got {self.max_overflow}"
             )
+        if self.overflow_idle_timeout < 0:
+            raise ValueError(
+                f"overflow_idle_timeout must be >= 0, got {self.overflow_idle_timeout}"
+            )
         if self.pool_timeout <= 0:
             raise ValueError(f"pool_timeout must be positive, got {self.pool_timeout}")
         if self.ping_after_idle is not None and self.ping_after_idle < 0:
@@ -108,6 +118,7 @@ class DatabaseSettings(BaseSettings):
     url: SecretStr = Field(default=SecretStr(DEFAULT_URL))
     pool_size: int = 5
     max_overflow: int = 10
+    overflow_idle_timeout: float = 30.0
     pool_timeout: float = 5.0
     pool_recycle: int | None = None
     ping_after_idle: float | None = 1.0
@@ -118,6 +129,7 @@ class DatabaseSettings(BaseSettings):
             "url": self.url.get_secret_value(),
             "pool_size": self.pool_size,
             "max_overflow": self.max_overflow,
+            "overflow_idle_timeout": self.overflow_idle_timeout,
             "pool_timeout": self.pool_timeout,
             "pool_recycle": self.pool_recycle,
             "ping_after_idle": self.ping_after_idle,

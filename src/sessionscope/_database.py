@@ -105,8 +105,9 @@ class Database:
     @classmethod
     def from_env(cls, *, name: str = "default", **overrides: Any) -> Database:
         """Read ``DATABASE_URL`` (default: a SQLite file ``./sessionscope.db``) and
-        ``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``, ``DATABASE_POOL_TIMEOUT``,
-        ``DATABASE_POOL_RECYCLE``, ``DATABASE_PING_AFTER_IDLE``, ``DATABASE_ECHO``."""
+        ``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``, ``DATABASE_OVERFLOW_IDLE_TIMEOUT``,
+        ``DATABASE_POOL_TIMEOUT``, ``DATABASE_POOL_RECYCLE``, ``DATABASE_PING_AFTER_IDLE``,
+        ``DATABASE_ECHO``."""
         return cls(config=DatabaseSettings().to_config(**overrides), name=name)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -10,9 +11,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, PoolResetState, StaticPool
+from sqlalchemy.util import get_cls_kwargs
 
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
+from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
 
 # backend -> (sync driver, async driver, extra that installs them)
 _DRIVER_PAIRS: dict[str, tuple[str, str, str]] = {
@@ -117,7 +120,9 @@ def pool_capacity(config: DatabaseConfig, url: URL) -> int | None:
     return config.pool_size + config.max_overflow
 
 
-def _engine_kwargs(config: DatabaseConfig, url: URL) -> tuple[URL, dict[str, Any]]:
+def _engine_kwargs(
+    config: DatabaseConfig, url: URL, *, is_async: bool
+) -> tuple[URL, dict[str, Any]]:
     backend = url.get_backend_name()
     kwargs: dict[str, Any] = {
         "echo": config.echo,
@@ -144,8 +149,38 @@ def _engine_kwargs(config: DatabaseConfig, url: URL) -> tuple[URL, dict[str, Any
             url = url.update_query_dict({"charset": "utf8mb4"})
     elif config.pool_recycle is not None:
         kwargs["pool_recycle"] = config.pool_recycle
+    keep_warm = (
+        config.overflow_idle_timeout > 0
+        and config.max_overflow != 0
+        and "pool_size" in kwargs
+        and not {"pool", "poolclass"} & config.engine_options.keys()
+    )
+    if keep_warm:
+        kwargs["poolclass"] = AsyncKeepWarmQueuePool if is_async else KeepWarmQueuePool
+        kwargs["overflow_idle_timeout"] = config.overflow_idle_timeout
+    _drop_unaccepted_pool_options(kwargs, config.engine_options)
     kwargs.update(config.engine_options)
     return url, kwargs
+
+
+# create_engine keyword -> the pool constructor's name for it
+_POOL_SIZING = {"pool_size": "pool_size", "max_overflow": "max_overflow", "pool_timeout": "timeout"}
+_POOL_OPTIONS = ("pool_pre_ping", "pool_recycle", *_POOL_SIZING)
+
+
+def _drop_unaccepted_pool_options(kwargs: dict[str, Any], options: Mapping[str, Any]) -> None:
+    """Leave out sizing defaults that the user's own pool cannot take (``NullPool`` has no
+    size; a ready ``pool`` takes none): create_engine refuses unknown keywords."""
+    if options.get("pool") is not None:
+        for key in _POOL_OPTIONS:
+            kwargs.pop(key, None)
+        return
+    poolclass = options.get("poolclass")
+    if poolclass is not None:
+        accepted = get_cls_kwargs(poolclass)
+        for key, name in _POOL_SIZING.items():
+            if name not in accepted:
+                kwargs.pop(key, None)
 
 
 def _missing_driver(url: URL, error: ImportError) -> MissingDriverError:
@@ -164,7 +199,7 @@ def _missing_driver(url: URL, error: ImportError) -> MissingDriverError:
 
 
 def create_sync_engine(config: DatabaseConfig, url: URL) -> Engine:
-    url, kwargs = _engine_kwargs(config, url)
+    url, kwargs = _engine_kwargs(config, url, is_async=False)
     try:
         engine = create_engine(url, **kwargs)
     except ImportError as error:
@@ -174,7 +209,7 @@ def create_sync_engine(config: DatabaseConfig, url: URL) -> Engine:
 
 
 def create_async_db_engine(config: DatabaseConfig, url: URL) -> AsyncEngine:
-    url, kwargs = _engine_kwargs(config, url)
+    url, kwargs = _engine_kwargs(config, url, is_async=True)
     try:
         engine = create_async_engine(url, **kwargs)
     except ImportError as error:
