@@ -27,7 +27,6 @@ from ._engines import (
     create_sync_engine,
     flavour_urls,
     is_async_url,
-    is_sqlite_memory,
     mask_url,
     parse_url,
     pool_capacity,
@@ -189,10 +188,13 @@ class Database:
         """
         capacity = pool_capacity(self._config, self._sync_url)
         self._slots = anyio.Semaphore(capacity) if capacity is not None else None
-        # Async requests wait inside the pool, which hands a returned connection straight to a
-        # waiter; only the one shared connection of an in-memory SQLite database needs a slot
-        # (one unit of work at a time on it).
-        self._async_slots = anyio.Semaphore(1) if is_sqlite_memory(self._async_url) else None
+        # Async requests, too, wait for a connection slot in arrival order before they check
+        # one out: the pool then never has waiters of its own, which it does not serve in
+        # order (a request arriving while a returned connection is on its way to a waiter
+        # takes it, and under steady load a waiter can starve past pool_timeout). The pool
+        # keeps returned overflow connections warm, so a slot always finds one open.
+        async_capacity = pool_capacity(self._config, self._async_url)
+        self._async_slots = anyio.Semaphore(async_capacity) if async_capacity else None
         self._end_limiter = anyio.CapacityLimiter(capacity or 40)
         if self._primary_is_async:
             engine = self.async_engine

@@ -95,7 +95,8 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
     if slots is not None:
         # Wait for a connection here, on the event loop, before a sync endpoint takes a worker
         # thread: threads never sit blocked on an exhausted pool, so the requests that hold
-        # connections always find a thread to finish on (no pool/threadpool deadlock).
+        # connections always find a thread to finish on (no pool/threadpool deadlock). Async
+        # requests queue here too, in arrival order, instead of inside the pool.
         await database._acquire_slot(slots)
         unit.hold_slot(slots)
     current_unit.set(unit)
