@@ -281,6 +281,14 @@ class Database:
     # -- per-request sessions ---------------------------------------------------------------
 
     async def _acquire_slot(self, slots: anyio.Semaphore) -> None:
+        try:
+            # A free slot means nobody waits (a released slot goes straight to the first
+            # waiter), so taking it keeps arrival order; no timer to set up.
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            pass
+        else:
+            return
         with anyio.move_on_after(self._config.pool_timeout):
             await slots.acquire()
             return
