@@ -10,8 +10,8 @@ about 40 % of the throughput.
 
 These pools keep a returned overflow connection as a *spare* instead, reuse spares (newest
 first) before opening a new connection, and close a spare once it has been idle for
-``overflow_idle_timeout`` seconds (checked whenever a connection is taken or returned). The
-limits are unchanged: at most ``pool_size + max_overflow`` connections exist at once.
+``overflow_idle_timeout`` seconds (one at a time, whenever a connection is taken or
+returned). The limit is unchanged: at most ``pool_size + max_overflow`` connections exist.
 """
 
 from __future__ import annotations
@@ -62,18 +62,19 @@ class KeepWarmQueuePool(QueuePool):
         return super()._do_get()
 
     def _close_idle_spares(self) -> None:
+        """Close the oldest spare if it has been idle too long: one per checkout or return,
+        so that no single request pays for closing a burst's worth of connections."""
         if not self._spares:
             return
         idle_since = time.monotonic() - self._overflow_idle_timeout
-        stale: list[ConnectionPoolEntry] = []
         with self._spares_lock:
-            while self._spares and self._spares[0][1] <= idle_since:
-                stale.append(self._spares.popleft()[0])
-        for record in stale:
-            try:
-                record.close()
-            finally:
-                self._dec_overflow()
+            if not (self._spares and self._spares[0][1] <= idle_since):
+                return
+            record = self._spares.popleft()[0]
+        try:
+            record.close()
+        finally:
+            self._dec_overflow()
 
     def spares(self) -> int:
         """Overflow connections kept idle for reuse."""
