@@ -3,6 +3,8 @@
     python benchmarks/run.py                       # PostgreSQL, 3 rounds of 5 s per cell
     python benchmarks/run.py --duration 2 --rounds 1 --concurrency 64   # a quick look
     python benchmarks/run.py --backend sqlite
+    python benchmarks/run.py --stacks sessionscope-sync,seed-get_db --concurrency 1 \
+        --warmup-concurrency 1                     # the seed pattern where it does not deadlock
 
 Each round seeds 10,000 rows, then starts every stack in turn (one uvicorn worker, order
 rotated each round), warms it up and drives GET and POST at each concurrency. The table shows
@@ -79,7 +81,12 @@ def main() -> None:
             print(f"round {round_index + 1}/{args.rounds}: {stack.name}", flush=True)
             with harness.serve(stack, target, log) as server:
                 for endpoint in args.endpoints:
-                    harness.run_wrk(server.url, endpoint, connections=64, duration=args.warmup)
+                    harness.run_wrk(
+                        server.url,
+                        endpoint,
+                        connections=args.warmup_concurrency,
+                        duration=args.warmup,
+                    )
                 for endpoint in args.endpoints:
                     for connections in args.concurrency:
                         cpu_before = harness.cpu_seconds(server.process.pid)
@@ -138,6 +145,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per measured cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per endpoint")
+    parser.add_argument(
+        "--warmup-concurrency",
+        type=int,
+        default=64,
+        help="connections of the warm-up (1 lets the seed pattern, which deadlocks at 64, "
+        "be measured at concurrency 1)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[1, 64, 512]
