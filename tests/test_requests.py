@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 from starlette.middleware.cors import CORSMiddleware
 
 from sessionscope import (
@@ -354,6 +355,20 @@ def test_readonly_route_reads_without_a_transaction_on_postgres(
     # PostgreSQL's drivers switch autocommit on the client: no BEGIN/COMMIT round trips.
     expected = True if backend == "postgres" else None
     assert body["statement_in_own_transaction"] is expected
+
+
+def test_readonly_route_ends_by_closing_without_an_orm_commit(client: TestClient) -> None:
+    commits: list[Session] = []
+
+    def on_commit(session: Session) -> None:
+        commits.append(session)
+
+    event.listen(Session, "after_commit", on_commit)
+    try:
+        assert client.get("/readonly/count").status_code == 200
+    finally:
+        event.remove(Session, "after_commit", on_commit)
+    assert commits == []
 
 
 @pytest.mark.parametrize("path", ["/readonly/orm-write", "/readonly/core-write"])

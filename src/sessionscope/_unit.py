@@ -115,13 +115,16 @@ class UnitOfWork:
             return None
         self.ended = True
         error: BaseException | None = None
+        # A read-only session has nothing to commit: closing it ends its reads just as well,
+        # without the ORM's commit machinery. "Committed" still holds for after_commit.
+        send_commit = commit and self.mode != "readonly"
         with anyio.CancelScope(shield=True):
             try:
                 if self.async_session is not None:
-                    error = await self._end_async(self.async_session, commit)
+                    error = await self._end_async(self.async_session, send_commit)
                 elif self.sync_session is not None:
                     error = await anyio.to_thread.run_sync(
-                        _end_sync, self.sync_session, commit, limiter=self.db._end_limiter
+                        _end_sync, self.sync_session, send_commit, limiter=self.db._end_limiter
                     )
             finally:
                 self._release_slot()
@@ -136,7 +139,7 @@ class UnitOfWork:
         self.ended = True
         error = None
         if self.sync_session is not None:
-            error = _end_sync(self.sync_session, commit)
+            error = _end_sync(self.sync_session, commit and self.mode != "readonly")
         if commit and error is None and self._after_commit:
             for callback in self._after_commit:
                 result = _call_logged(callback)
