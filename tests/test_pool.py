@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy import Engine, NullPool, QueuePool, event
+from sqlalchemy import exc as sa_exc
 
 from sessionscope import Database
 from sessionscope._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
@@ -85,7 +87,7 @@ def test_idle_spares_are_closed_after_the_timeout(database_url: str) -> None:
         engine.dispose()
 
 
-def test_the_limit_still_holds_with_spares(tmp_path: Any) -> None:
+def test_the_limit_still_holds_with_spares(tmp_path: Path) -> None:
     db = Database(
         f"sqlite:///{tmp_path / 'limit.db'}", pool_size=1, max_overflow=1, pool_timeout=0.1
     )
@@ -94,7 +96,7 @@ def test_the_limit_still_holds_with_spares(tmp_path: Any) -> None:
         with hold(engine, 2):
             pass
         assert engine.pool.checkedout() == 0
-        with hold(engine, 2), pytest.raises(Exception, match="QueuePool limit"):
+        with hold(engine, 2), pytest.raises(sa_exc.TimeoutError, match="QueuePool limit"):
             engine.connect()
     finally:
         engine.dispose()
@@ -140,7 +142,7 @@ def test_async_overflow_connections_are_reused(database_url: str) -> None:
     anyio.run(main)
 
 
-def test_zero_timeout_or_own_pool_class_keeps_sqlalchemys_pool(tmp_path: Any) -> None:
+def test_zero_timeout_or_own_pool_class_keeps_sqlalchemys_pool(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'pools.db'}"
     plain = Database(url, overflow_idle_timeout=0).sync_engine
     no_overflow = Database(url, max_overflow=0).sync_engine
@@ -159,7 +161,7 @@ def test_negative_overflow_idle_timeout_is_refused() -> None:
         Database("sqlite://", overflow_idle_timeout=-1)
 
 
-def test_forked_pool_keeps_the_timeout(tmp_path: Any) -> None:
+def test_forked_pool_keeps_the_timeout(tmp_path: Path) -> None:
     engine = Database(f"sqlite:///{tmp_path / 'fork.db'}", overflow_idle_timeout=7.5).sync_engine
     try:
         engine.dispose(close=False)

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._policy import CommitPolicy
+from ._pool import DEFAULT_OVERFLOW_IDLE_TIMEOUT
 
 DEFAULT_URL = "sqlite:///./sessionscope.db"
 
@@ -38,7 +39,7 @@ class DatabaseConfig:
     """Connections opened beyond `pool_size` under load (``-1``: no limit). A returned one is
     kept for reuse until it has been idle for `overflow_idle_timeout` seconds."""
 
-    overflow_idle_timeout: float = 30.0
+    overflow_idle_timeout: float = DEFAULT_OVERFLOW_IDLE_TIMEOUT
     """Seconds a returned overflow connection stays open for reuse before it is closed, so
     that steady load above `pool_size` reuses connections instead of opening and closing one
     per burst. ``0`` closes it as soon as it is returned (SQLAlchemy's `QueuePool`)."""
@@ -118,7 +119,7 @@ class DatabaseSettings(BaseSettings):
     url: SecretStr = Field(default=SecretStr(DEFAULT_URL))
     pool_size: int = 5
     max_overflow: int = 10
-    overflow_idle_timeout: float = 30.0
+    overflow_idle_timeout: float = DEFAULT_OVERFLOW_IDLE_TIMEOUT
     pool_timeout: float = 5.0
     pool_recycle: int | None = None
     ping_after_idle: float | None = 1.0

@@ -44,6 +44,12 @@ class Transaction:
         self._token = current_unit.set(unit)
         return unit
 
+    def _leave(self, exc: BaseException | None) -> tuple[UnitOfWork, bool]:
+        """Leave the block's context; the unit to end and whether it commits."""
+        assert self._unit is not None
+        current_unit.reset(self._token)
+        return self._unit, exc is None and not self._readonly
+
     def __enter__(self) -> Session:
         self._db.check_not_on_event_loop("`with db.transaction()`")
         return self._open().open_sync(_ENDED_TRANSACTION)
@@ -54,9 +60,8 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._unit is not None
-        current_unit.reset(self._token)
-        error = self._unit.end_sync(commit=exc is None and not self._readonly)
+        unit, commit = self._leave(exc)
+        error = unit.end_sync(commit)
         if error is not None:
             raise error
 
@@ -69,8 +74,7 @@ class Transaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._unit is not None
-        current_unit.reset(self._token)
-        error = await self._unit.end(commit=exc is None and not self._readonly)
+        unit, commit = self._leave(exc)
+        error = await unit.end(commit)
         if error is not None:
             raise error
