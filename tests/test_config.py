@@ -19,12 +19,18 @@ from sessionscope import (
 
 
 def test_config_rejects_impossible_values() -> None:
-    with pytest.raises(ValueError, match="pool_size"):
+    with pytest.raises(ConfigurationError, match="pool_size"):
         DatabaseConfig(pool_size=0)
-    with pytest.raises(ValueError, match="pool_timeout"):
+    with pytest.raises(ConfigurationError, match="pool_timeout"):
         DatabaseConfig(pool_timeout=0)
-    with pytest.raises(ValueError, match="sync_in_async"):
+    with pytest.raises(ConfigurationError, match="sync_in_async"):
         DatabaseConfig(sync_in_async="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_overflow"):
+        DatabaseConfig(max_overflow=-2)
+    with pytest.raises(ConfigurationError, match="overflow_idle_timeout"):
+        DatabaseConfig(overflow_idle_timeout=-1)
+    with pytest.raises(ConfigurationError, match="ping_after_idle"):
+        DatabaseConfig(ping_after_idle=-1)
 
 
 def test_config_is_frozen() -> None:
@@ -125,10 +131,20 @@ def test_lifespan_disposes_the_engines(tmp_path: Path) -> None:
 
     db = Database(f"sqlite:///{tmp_path / 'life.db'}")
     app = FastAPI(lifespan=db.lifespan)
-    with TestClient(app):
-        assert db._sync_binds is not None
-    assert db._sync_binds is None
-    assert db._async_binds is None
+    engines = []
+
+    @app.get("/")
+    def engine_in_use() -> None:
+        engines.append((db.sync_engine, db.async_engine))
+
+    with TestClient(app) as client:
+        client.get("/")
+        sync_engine, async_engine = engines[0]
+        assert sync_engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+        assert async_engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    # Both flavours were checked at start-up; disposing closed their connections.
+    assert sync_engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+    assert async_engine.pool.checkedin() == 0  # type: ignore[attr-defined]
 
 
 def test_every_field_is_documented() -> None:
@@ -144,7 +160,7 @@ def test_database_from_a_config_object(tmp_path: Path) -> None:
     db = Database(config=config)
     assert db.config is config
     assert db.sync_engine.pool.size() == 2  # type: ignore[attr-defined]
-    with pytest.raises(TypeError, match="either"):
+    with pytest.raises(ConfigurationError, match="either"):
         Database("sqlite://", config=config)
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import exc as sa_exc
 
-from sessionscope import CommitFailedError, ConflictError, DatabaseBusyError, should_commit
-from sessionscope._policy import COMMIT_POLICIES, http_error_for
+from sessionscope import (
+    CommitFailedError,
+    ConfigurationError,
+    ConflictError,
+    DatabaseBusyError,
+    DatabaseConfig,
+    should_commit,
+    unit_of_work,
+)
+from sessionscope._policy import COMMIT_POLICIES, check_commit_policy, http_error_for
 
 STATUSES = [100, 200, 201, 204, 299, 301, 302, 304, 399, 400, 401, 403, 404, 409, 422, 499, 500]
 STATUSES += [502, 503, 599]
@@ -34,8 +42,12 @@ def test_no_response_rolls_back(policy: str) -> None:
 
 
 def test_unknown_policy_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown commit policy"):
-        should_commit(200, None, "sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="unknown commit policy"):
+        check_commit_policy("sometimes")
+    with pytest.raises(ConfigurationError, match="unknown commit policy"):
+        unit_of_work(commit="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="unknown commit policy"):
+        DatabaseConfig(commit_policy="sometimes")  # type: ignore[arg-type]
 
 
 def _dbapi(cls: type[sa_exc.DBAPIError], **kwargs: object) -> sa_exc.DBAPIError:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, NullPool, QueuePool, event
 from sqlalchemy import exc as sa_exc
 
-from sessionscope import Database
+from sessionscope import ConfigurationError, Database
 from sessionscope._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
 
 
@@ -157,7 +157,7 @@ def test_zero_timeout_or_own_pool_class_keeps_sqlalchemys_pool(tmp_path: Path) -
 
 
 def test_negative_overflow_idle_timeout_is_refused() -> None:
-    with pytest.raises(ValueError, match="overflow_idle_timeout"):
+    with pytest.raises(ConfigurationError, match="overflow_idle_timeout"):
         Database("sqlite://", overflow_idle_timeout=-1)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,10 +86,15 @@ def test_failed_commit_raises_the_database_error(db: Database) -> None:
     assert count(db) == 1
 
 
-def test_readonly_transaction_always_rolls_back(db: Database) -> None:
-    with db.transaction(readonly=True) as session:
+def test_readonly_transaction_refuses_writes_like_a_readonly_route(db: Database) -> None:
+    with (
+        pytest.raises(SessionScopeError, match="read-only"),
+        db.transaction(readonly=True) as session,
+    ):
         session.add(Item(name="draft"))
         session.flush()
+    with pytest.raises(SessionScopeError, match="read-only"), db.transaction(readonly=True) as s:
+        s.execute(insert(Item).values(name="statement"))
     assert count(db) == 0
 
 

@@ -1,6 +1,6 @@
 """sessionscope: one correct, fast SQLAlchemy unit of work per FastAPI request."""
 
-from ._config import DatabaseConfig, DatabaseSettings
+from ._config import DatabaseConfig, DatabaseOptions, DatabaseSettings
 from ._database import Database
 from ._dependencies import AsyncDbSession, DbSession, get_async_session, get_session, unit_of_work
 from ._errors import (
@@ -33,6 +33,7 @@ __all__ = [
     "DatabaseBusyError",
     "DatabaseConfig",
     "DatabaseHTTPError",
+    "DatabaseOptions",
     "DatabaseSettings",
     "DatabaseUnavailableError",
     "DbSession",

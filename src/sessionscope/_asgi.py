@@ -10,16 +10,13 @@ own ``HTTPException`` handler renders, so CORS, logging and every other middlewa
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._dependencies import DEFAULT_SCOPE_KEY
 from ._policy import http_error_for, should_commit
+from ._runtime import Attachment
 from ._unit import UnitOfWork
-
-if TYPE_CHECKING:
-    from ._database import Database
 
 logger = logging.getLogger("sessionscope")
 
@@ -38,23 +35,25 @@ class _CommitFailed(Exception):
 class UnitOfWorkBoundary:
     """ASGI wrapper around a router that gives each HTTP request one `UnitOfWork`."""
 
-    def __init__(self, app: ASGIApp, db: Database, *, default: bool) -> None:
+    def __init__(self, app: ASGIApp, attachment: Attachment) -> None:
         self.app = app
-        self.db = db
-        self.default = default
+        self.attachment = attachment
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        db = self.db
+        attachment = self.attachment
+        config = attachment.config
         unit = UnitOfWork(
-            db,
+            attachment.owner,
+            config,
             mode="read" if scope["method"] in _READ_METHODS else "write",
-            policy=db.config.commit_policy,
+            policy=config.commit_policy,
+            attachment=attachment,
         )
-        scope[db._scope_key] = unit
-        if self.default:
+        scope[attachment.scope_key] = unit
+        if attachment.default:
             scope[DEFAULT_SCOPE_KEY] = unit
         started = False
 
@@ -77,7 +76,7 @@ class UnitOfWorkBoundary:
             await self.app(scope, receive, send_after_commit)
         except _CommitFailed as failed:
             http_error = http_error_for(
-                failed.error, retry_after=db.config.retry_after, at_commit=True
+                failed.error, retry_after=config.retry_after, at_commit=True
             )
             logger.warning(
                 "COMMIT failed (%s); the client receives an error response",
@@ -90,9 +89,7 @@ class UnitOfWorkBoundary:
         except BaseException as error:
             await unit.end(commit=False)
             if not started and isinstance(error, Exception):
-                http_error = http_error_for(
-                    error, retry_after=db.config.retry_after, at_commit=False
-                )
+                http_error = http_error_for(error, retry_after=config.retry_after, at_commit=False)
                 if http_error is not None and http_error is not error:
                     logger.log(
                         logging.INFO if http_error.status_code == 409 else logging.WARNING,

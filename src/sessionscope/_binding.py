@@ -11,26 +11,86 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, Literal
 
+import anyio
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from ._config import DatabaseConfig
 from ._database import Database
 from ._engines import is_sqlite_memory
 from ._errors import SessionScopeError
+from ._runtime import Flavour, UnitNeeds, binding_of, install_binding, remove_binding
 
 
-class BoundTransaction:
+class _Binding:
+    """Where units of work run while a test binds a database: on the test's connection.
+
+    The same interface as the runtime of an app (`bind_for`), answered with the connection
+    that holds the test's outer transaction, of one flavour only.
+    """
+
+    flavour: Flavour
+    _connection: Any
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self._config = config
+
+    @property
+    def config(self) -> DatabaseConfig:
+        return self._config
+
+    @property
+    def shares_one_connection(self) -> bool:
+        return True
+
+    @property
+    def end_limiter(self) -> anyio.CapacityLimiter | None:
+        return None
+
+    def slots(self, flavour: Flavour) -> anyio.Semaphore | None:
+        return None
+
+    def bind_for(self, unit: UnitNeeds) -> Connection:
+        self._refuse_other("sync")
+        connection: Connection = self._connection
+        return connection
+
+    def async_bind_for(self, unit: UnitNeeds) -> AsyncConnection:
+        self._refuse_other("async")
+        connection: AsyncConnection = self._connection
+        return connection
+
+    def _refuse_other(self, flavour: Literal["sync", "async"]) -> None:
+        if flavour == self.flavour:
+            return
+        # Falling back to the engine would let this session escape the test's transaction.
+        fixture = "sessionscope_async_client" if flavour == "async" else "sessionscope_client"
+        binder = "async_rollback_after(db)" if flavour == "async" else "rollback_after(db)"
+        raise SessionScopeError(
+            f"this database is bound to a test transaction on a {self.flavour} connection, and "
+            f"{'an' if flavour == 'async' else 'a'} {flavour} session here would write outside "
+            "the test's rollback. Bind the "
+            f"{flavour} flavour instead: {binder} (pytest: the `{fixture}` fixture), or use "
+            "one session flavour in the app and the test."
+        )
+
+
+class BoundTransaction(_Binding):
     """A sync binding: the connection that holds the test's outer transaction.
 
     `session` gives the test its own sessions on that connection, so the test sees what the
     app wrote (and the app what the test wrote) before anything is rolled back.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    flavour: Flavour = "sync"
+
+    def __init__(self, connection: Connection, config: DatabaseConfig) -> None:
+        super().__init__(config)
         self.connection = connection
+        self._connection = connection
         self._sessions: list[Session] = []
 
     def session(self, **options: Any) -> Session:
@@ -50,11 +110,15 @@ class BoundTransaction:
             session.close()
 
 
-class AsyncBoundTransaction:
+class AsyncBoundTransaction(_Binding):
     """An async binding: the AsyncConnection that holds the test's outer transaction."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    flavour: Flavour = "async"
+
+    def __init__(self, connection: AsyncConnection, config: DatabaseConfig) -> None:
+        super().__init__(config)
         self.connection = connection
+        self._connection = connection
         self._sessions: list[AsyncSession] = []
 
     def session(self, **options: Any) -> AsyncSession:
@@ -73,7 +137,7 @@ class AsyncBoundTransaction:
 
 
 def _refuse_nesting(db: Database) -> None:
-    if db._bind_override is not None:
+    if binding_of(db) is not None:
         raise SessionScopeError(
             f"{db!r} is already bound to a test transaction. One test binds a database once, "
             "in one flavour: a sync test of an async app checks its data through the API (or "
@@ -92,12 +156,12 @@ def rollback_after(db: Database) -> Iterator[BoundTransaction]:
     connection = db.sync_engine.connect()
     try:
         outer = connection.begin()
-        bound = BoundTransaction(connection)
-        db._bind_override = (connection, None)
+        bound = BoundTransaction(connection, db.config)
+        install_binding(db, bound)
         try:
             yield bound
         finally:
-            db._bind_override = None
+            remove_binding(db)
             try:
                 bound._close_sessions()
             finally:
@@ -120,12 +184,12 @@ async def async_rollback_after(db: Database) -> AsyncIterator[AsyncBoundTransact
     connection = await engine.connect()
     try:
         outer = await connection.begin()
-        bound = AsyncBoundTransaction(connection)
-        db._bind_override = (None, connection)
+        bound = AsyncBoundTransaction(connection, db.config)
+        install_binding(db, bound)
         try:
             yield bound
         finally:
-            db._bind_override = None
+            remove_binding(db)
             try:
                 await bound._close_sessions()
             finally:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ._policy import CommitPolicy
+from ._errors import ConfigurationError
+from ._policy import CommitPolicy, check_commit_policy
 from ._pool import DEFAULT_OVERFLOW_IDLE_TIMEOUT
 
 DEFAULT_URL = "sqlite:///./sessionscope.db"
@@ -84,23 +86,38 @@ class DatabaseConfig:
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1, got {self.pool_size}")
+            raise ConfigurationError(f"pool_size must be at least 1, got {self.pool_size}")
         if self.max_overflow < -1:
-            raise ValueError(
+            raise ConfigurationError(
                 f"max_overflow must be -1 (unbounded) or more, got {self.max_overflow}"
             )
         if self.overflow_idle_timeout < 0:
-            raise ValueError(
+            raise ConfigurationError(
                 f"overflow_idle_timeout must be >= 0, got {self.overflow_idle_timeout}"
             )
         if self.pool_timeout <= 0:
-            raise ValueError(f"pool_timeout must be positive, got {self.pool_timeout}")
+            raise ConfigurationError(f"pool_timeout must be positive, got {self.pool_timeout}")
         if self.ping_after_idle is not None and self.ping_after_idle < 0:
-            raise ValueError(f"ping_after_idle must be None or >= 0, got {self.ping_after_idle}")
+            raise ConfigurationError(
+                f"ping_after_idle must be None or >= 0, got {self.ping_after_idle}"
+            )
         if self.sync_in_async not in ("raise", "warn"):
-            raise ValueError(f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}")
-        if self.commit_policy not in ("success", "below_500", "never"):
-            raise ValueError(f"unknown commit_policy {self.commit_policy!r}")
+            raise ConfigurationError(
+                f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}"
+            )
+        check_commit_policy(self.commit_policy)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> DatabaseConfig:
+        """A config from keyword options; an unknown name is a `ConfigurationError` that
+        lists the valid ones."""
+        unknown = sorted(options.keys() - _FIELD_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown database option(s) {', '.join(map(repr, unknown))}; the options are: "
+                f"{', '.join(sorted(_FIELD_NAMES))}"
+            )
+        return cls(**options)
 
     def __repr__(self) -> str:
         from ._engines import mask_url
@@ -111,30 +128,68 @@ class DatabaseConfig:
         )
 
 
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DatabaseConfig))
+
+
+class DatabaseOptions(TypedDict, total=False):
+    """The keyword options of `Database` and `Database.from_env`: the fields of
+    `DatabaseConfig` but ``url``, which is positional. Defaults live in `DatabaseConfig`."""
+
+    sync_url: str | None
+    async_url: str | None
+    pool_size: int
+    max_overflow: int
+    overflow_idle_timeout: float
+    pool_timeout: float
+    pool_recycle: int | None
+    ping_after_idle: float | None
+    echo: bool
+    hide_parameters: bool
+    sqlite_busy_timeout: float
+    sync_in_async: SyncInAsync
+    commit_policy: CommitPolicy
+    check_on_startup: bool
+    retry_after: int
+    engine_options: Mapping[str, Any]
+
+
+def default(name: str) -> Any:
+    """The default of a `DatabaseConfig` field: the one place defaults are declared."""
+    return DatabaseConfig.__dataclass_fields__[name].default
+
+
 class DatabaseSettings(BaseSettings):
-    """`DatabaseConfig` read from the environment (``DATABASE_URL``, ``DATABASE_POOL_SIZE``...)."""
+    """`DatabaseConfig` read from the environment: ``DATABASE_`` and the upper-case field name
+    (``DATABASE_URL``, ``DATABASE_POOL_SIZE``...), for every field but ``engine_options``.
+
+    Defaults are `DatabaseConfig`'s own.
+    """
 
     model_config = SettingsConfigDict(env_prefix="DATABASE_", extra="ignore")
 
-    url: SecretStr = Field(default=SecretStr(DEFAULT_URL))
-    pool_size: int = 5
-    max_overflow: int = 10
-    overflow_idle_timeout: float = DEFAULT_OVERFLOW_IDLE_TIMEOUT
-    pool_timeout: float = 5.0
-    pool_recycle: int | None = None
-    ping_after_idle: float | None = 1.0
-    echo: bool = False
+    url: SecretStr = Field(default=SecretStr(default("url")))
+    sync_url: SecretStr | None = None
+    async_url: SecretStr | None = None
+    pool_size: int = default("pool_size")
+    max_overflow: int = default("max_overflow")
+    overflow_idle_timeout: float = default("overflow_idle_timeout")
+    pool_timeout: float = default("pool_timeout")
+    pool_recycle: int | None = default("pool_recycle")
+    ping_after_idle: float | None = default("ping_after_idle")
+    echo: bool = default("echo")
+    hide_parameters: bool = default("hide_parameters")
+    sqlite_busy_timeout: float = default("sqlite_busy_timeout")
+    sync_in_async: SyncInAsync = default("sync_in_async")
+    commit_policy: CommitPolicy = default("commit_policy")
+    check_on_startup: bool = default("check_on_startup")
+    retry_after: int = default("retry_after")
 
     def to_config(self, **overrides: Any) -> DatabaseConfig:
-        values: dict[str, Any] = {
-            "url": self.url.get_secret_value(),
-            "pool_size": self.pool_size,
-            "max_overflow": self.max_overflow,
-            "overflow_idle_timeout": self.overflow_idle_timeout,
-            "pool_timeout": self.pool_timeout,
-            "pool_recycle": self.pool_recycle,
-            "ping_after_idle": self.ping_after_idle,
-            "echo": self.echo,
-        }
+        """The configuration these settings describe; ``overrides`` win (as `Database`
+        keyword options)."""
+        values: dict[str, Any] = self.model_dump()
+        for name in ("url", "sync_url", "async_url"):
+            secret = getattr(self, name)
+            values[name] = secret.get_secret_value() if secret is not None else None
         values.update(overrides)
-        return DatabaseConfig(**values)
+        return DatabaseConfig.from_options(values)

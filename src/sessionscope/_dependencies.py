@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,18 +12,16 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.types import Scope
 
-from ._engines import UnitMode
 from ._errors import (
     BlockingSessionError,
+    ConfigurationError,
     NotInitializedError,
     SessionClosedError,
     SessionScopeError,
 )
-from ._policy import COMMIT_POLICIES, CommitPolicy
+from ._policy import CommitPolicy, check_commit_policy
+from ._runtime import Binder, UnitMode, acquire_slot
 from ._unit import UnitOfWork, current_unit
-
-if TYPE_CHECKING:
-    from ._database import Database
 
 DEFAULT_SCOPE_KEY = "sessionscope"
 
@@ -43,17 +41,25 @@ _NOT_ATTACHED = (
 _endpoint_is_async: dict[Any, bool] = {}
 
 
-def _unit_for(scope: Scope, db: Database | None) -> UnitOfWork:
-    key = DEFAULT_SCOPE_KEY if db is None else db._scope_key
+class Attached(Protocol):
+    """What the dependencies need of a `Database`: the key of its unit in a request's scope."""
+
+    @property
+    def scope_key(self) -> str: ...
+
+
+def _unit_for(scope: Scope, database: Attached | None) -> UnitOfWork:
+    """The unit of work of ``database`` (``None``: the app's first) in a request's scope."""
+    key = DEFAULT_SCOPE_KEY if database is None else database.scope_key
     unit: UnitOfWork | None = scope.get(key)
     if unit is None:
-        if db is None:
+        if database is None:
             raise NotInitializedError(_NOT_ATTACHED)
-        raise NotInitializedError(f"{db!r} is not attached to this app: {_NOT_ATTACHED}")
+        raise NotInitializedError(f"{database!r} is not attached to this app: {_NOT_ATTACHED}")
     return unit
 
 
-def _refuse_blocking(scope: Scope, db: Database) -> None:
+def _refuse_blocking(scope: Scope, unit: UnitOfWork) -> None:
     endpoint = scope.get("endpoint")
     if endpoint is None:
         return
@@ -72,15 +78,16 @@ def _refuse_blocking(scope: Scope, db: Database) -> None:
         "in async endpoints, or declare the endpoint with `def` so FastAPI runs it in a worker "
         "thread. (Database(sync_in_async='warn') turns this error into a warning.)"
     )
-    if db.config.sync_in_async == "raise":
+    if unit.config.sync_in_async == "raise":
         raise BlockingSessionError(message)
     warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
-async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: Scope) -> None:
-    """Checks and the wait for a connection slot, before a request's session is created."""
-    database = unit.db
-    database._require_started()
+async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: Scope) -> Binder:
+    """Checks and the wait for a connection slot, before a request's session is created;
+    returns where the session runs."""
+    assert unit.attachment is not None
+    binder = unit.attachment.binder()
     if unit.ended:
         raise SessionClosedError(ENDED_REQUEST)
     if (unit.async_session if flavour == "sync" else unit.sync_session) is not None:
@@ -90,32 +97,33 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
             "AsyncDbSession everywhere (async def endpoints)"
         )
     if flavour == "sync":
-        _refuse_blocking(scope, database)
-    slots = database._slots if flavour == "sync" else database._async_slots
+        _refuse_blocking(scope, unit)
+    slots = binder.slots(flavour)
     if slots is not None:
         # Wait for a connection here, on the event loop, before a sync endpoint takes a worker
         # thread: threads never sit blocked on an exhausted pool, so the requests that hold
         # connections always find a thread to finish on (no pool/threadpool deadlock). Async
         # requests queue here too, in arrival order, instead of inside the pool.
-        await database._acquire_slot(slots)
+        await acquire_slot(slots, unit.config)
         unit.hold_slot(slots)
     current_unit.set(unit)
+    return binder
 
 
-async def request_sync_session(request: Request, db: Database | None) -> Session:
-    unit = _unit_for(request.scope, db)
+async def request_sync_session(request: Request, database: Attached | None) -> Session:
+    unit = _unit_for(request.scope, database)
     if unit.sync_session is not None:
         return unit.sync_session
-    await _prepare(unit, "sync", request.scope)
-    return unit.open_sync(ENDED_REQUEST)
+    binder = await _prepare(unit, "sync", request.scope)
+    return unit.open_sync(binder, ENDED_REQUEST)
 
 
-async def request_async_session(request: Request, db: Database | None) -> AsyncSession:
-    unit = _unit_for(request.scope, db)
+async def request_async_session(request: Request, database: Attached | None) -> AsyncSession:
+    unit = _unit_for(request.scope, database)
     if unit.async_session is not None:
         return unit.async_session
-    await _prepare(unit, "async", request.scope)
-    return unit.open_async(ENDED_REQUEST)
+    binder = await _prepare(unit, "async", request.scope)
+    return unit.open_async(binder, ENDED_REQUEST)
 
 
 async def get_session(request: Request) -> Session:
@@ -141,7 +149,7 @@ def unit_of_work(
     keep_for_stream: bool = False,
     write: bool | None = None,
     readonly: bool = False,
-    database: Database | None = None,
+    database: Attached | None = None,
 ) -> Any:
     """Per-route options of the request's unit of work, as a route dependency::
 
@@ -161,12 +169,12 @@ def unit_of_work(
     * ``database``: the database these options apply to (default: the app's first).
     """
     if readonly and write:
-        raise ValueError("unit_of_work(readonly=True) cannot also be write=True")
+        raise ConfigurationError("unit_of_work(readonly=True) cannot also be write=True")
     mode: UnitMode | None = (
         "readonly" if readonly else None if write is None else ("write" if write else "read")
     )
-    if commit is not None and commit not in COMMIT_POLICIES:
-        raise ValueError(f"unknown commit policy {commit!r}; expected one of {COMMIT_POLICIES}")
+    if commit is not None:
+        check_commit_policy(commit)
 
     async def configure_unit_of_work(request: Request) -> None:
         unit = _unit_for(request.scope, database)

@@ -17,6 +17,7 @@ from fastapi.dependencies.utils import get_dependant
 from ._database import Database
 from ._dependencies import get_async_session, get_session
 from ._engines import is_async_url, parse_url
+from ._runtime import attachments_of
 
 Flavour = Literal["sync", "async"]
 
@@ -30,10 +31,12 @@ def database_of(app: Any) -> Database | None:
     one whose lifespan the app was built with (``FastAPI(lifespan=db.lifespan)``), also when
     FastAPI wrapped that lifespan to merge the lifespans of included routers. ``None`` when
     there is none, or several in the lifespan: then it is the caller's choice."""
-    router = getattr(app, "router", None)
-    attached = getattr(router, "__dict__", {}).get("_sessionscope_databases")
+    attached = attachments_of(app)
     if attached:
-        return attached[0]  # type: ignore[no-any-return]
+        owner = attached[0].owner
+        assert isinstance(owner, Database)
+        return owner
+    router = getattr(app, "router", None)
     found = set(_databases_in_lifespan(getattr(router, "lifespan_context", None), 0))
     return found.pop() if len(found) == 1 else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -31,31 +31,6 @@ SQLITE_BEGIN_OPTION = "sessionscope_sqlite_begin"
 at BEGIN, so concurrent read-modify-write units queue instead of losing updates."""
 
 _CHECKIN_TIME = "sessionscope_checkin"
-
-UnitMode = Literal["read", "write", "readonly"]
-"""What a unit of work does: ``"read"`` and ``"write"`` run in a transaction (on SQLite a
-writer takes the write lock at BEGIN); ``"readonly"`` refuses writes and, on PostgreSQL,
-runs without a transaction: no BEGIN/COMMIT round trips."""
-
-_E = TypeVar("_E", Engine, AsyncEngine)
-
-
-def unit_binds(engine: _E, url: URL) -> dict[UnitMode, _E]:
-    """The engine, or an option copy of it sharing its pool, that each kind of unit binds to."""
-    backend = url.get_backend_name()
-    write = (
-        engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-        if backend == "sqlite"
-        else engine
-    )
-    # Autocommit costs no round trip on PostgreSQL's drivers (a client-side flag); MySQL's
-    # drivers toggle it with a statement each way, and SQLite's BEGIN is in-process anyway.
-    readonly = (
-        engine.execution_options(isolation_level="AUTOCOMMIT")
-        if backend == "postgresql"
-        else engine
-    )
-    return {"read": engine, "write": write, "readonly": readonly}
 
 
 def mask_url(url: str | URL) -> str:
@@ -198,27 +173,46 @@ def _missing_driver(url: URL, error: ImportError) -> MissingDriverError:
     )
 
 
+def _refused_options(url: URL, error: Exception) -> ConfigurationError:
+    return ConfigurationError(
+        f"SQLAlchemy refused the engine options for {mask_url(url)}: {error}. Check "
+        "engine_options and the pool settings (a pool class without a size takes no "
+        "pool_size / max_overflow / pool_timeout)."
+    )
+
+
 def create_sync_engine(config: DatabaseConfig, url: URL) -> Engine:
     url, kwargs = _engine_kwargs(config, url, is_async=False)
     try:
         engine = create_engine(url, **kwargs)
     except ImportError as error:
         raise _missing_driver(url, error) from None
+    except (TypeError, sa_exc.ArgumentError) as error:
+        raise _refused_options(url, error) from None
     _install_hooks(engine, config, url)
     return engine
 
 
 def create_async_db_engine(config: DatabaseConfig, url: URL) -> AsyncEngine:
+    not_async = ConfigurationError(
+        f"{mask_url(url)} is not an async driver; name one in async_url "
+        "(e.g. 'postgresql+asyncpg://', 'mysql+aiomysql://', 'sqlite+aiosqlite://')"
+    )
+    try:
+        dialect_is_async = url.get_dialect(_is_async=True).is_async
+    except sa_exc.NoSuchModuleError as error:
+        raise ConfigurationError(f"unknown database driver in {mask_url(url)}: {error}") from None
+    if not dialect_is_async:
+        raise not_async
     url, kwargs = _engine_kwargs(config, url, is_async=True)
     try:
         engine = create_async_engine(url, **kwargs)
     except ImportError as error:
         raise _missing_driver(url, error) from None
     except sa_exc.InvalidRequestError as error:
-        raise ConfigurationError(
-            f"{mask_url(url)} is not an async driver; name one in async_url "
-            "(e.g. 'postgresql+asyncpg://', 'mysql+aiomysql://', 'sqlite+aiosqlite://')"
-        ) from error
+        raise not_async from error
+    except (TypeError, sa_exc.ArgumentError) as error:
+        raise _refused_options(url, error) from None
     _install_hooks(engine.sync_engine, config, url)
     return engine
 

@@ -10,7 +10,13 @@ from typing import Literal
 
 from sqlalchemy import exc as sa_exc
 
-from ._errors import CommitFailedError, ConflictError, DatabaseBusyError, DatabaseHTTPError
+from ._errors import (
+    CommitFailedError,
+    ConfigurationError,
+    ConflictError,
+    DatabaseBusyError,
+    DatabaseHTTPError,
+)
 
 CommitPolicy = Literal["success", "below_500", "never"]
 """When a request's unit of work commits.
@@ -23,6 +29,16 @@ CommitPolicy = Literal["success", "below_500", "never"]
 """
 
 COMMIT_POLICIES: tuple[CommitPolicy, ...] = ("success", "below_500", "never")
+
+
+def check_commit_policy(policy: object) -> CommitPolicy:
+    """``policy`` if it is a `CommitPolicy`; else a `ConfigurationError` naming the choices."""
+    if policy not in COMMIT_POLICIES:
+        raise ConfigurationError(
+            f"unknown commit policy {policy!r}; expected one of {', '.join(COMMIT_POLICIES)}"
+        )
+    return policy
+
 
 CONFLICT_DETAIL = "The request conflicts with the current state of the data."
 BUSY_DETAIL = "The database is busy or unavailable; retry later."
@@ -37,11 +53,8 @@ def should_commit(status: int | None, error: BaseException | None, policy: Commi
     """
     if policy == "never" or error is not None or status is None:
         return False
-    if policy == "success":
-        return status < 400
-    if policy == "below_500":
-        return status < 500
-    raise ValueError(f"unknown commit policy {policy!r}; expected one of {COMMIT_POLICIES}")
+    # Policies are checked where they are configured (`check_commit_policy`).
+    return status < (500 if policy == "below_500" else 400)
 
 
 def http_error_for(

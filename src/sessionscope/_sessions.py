@@ -1,38 +1,64 @@
-"""Session classes: a sync Session that refuses to outlive its unit of work, and an
-AsyncSession that refuses concurrent use from two tasks."""
+"""Session classes: sessions that refuse to outlive their unit of work, and an AsyncSession
+that refuses concurrent use from two tasks.
+
+Both guards are derived from SQLAlchemy's classes, not listed by hand, so a method that a
+later SQLAlchemy adds is guarded too.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from ._errors import ConcurrentSessionUseError, SessionClosedError, SessionScopeError
 
 ENDED_KEY = "sessionscope.ended"
 UNIT_KEY = "sessionscope.unit"
 
+ALLOWED_AFTER_END = frozenset(
+    {
+        # Ending again is harmless (and closing calls expunge_all), and so is asking whether
+        # a transaction is open.
+        "close",
+        "expunge_all",
+        "aclose",
+        "reset",
+        "invalidate",
+        "in_transaction",
+        "in_nested_transaction",
+        "get_transaction",
+        "get_nested_transaction",
+    }
+)
+"""Public methods an ended session still answers; every other one raises `SessionClosedError`."""
+
+NOT_EXCLUSIVE = frozenset({"close", "aclose", "reset", "invalidate"})
+"""AsyncSession coroutine methods that may run while another task uses the session: ending a
+unit of work must always be possible."""
+
 _T = TypeVar("_T")
 
 
+def public_methods(cls: type) -> list[str]:
+    """The public instance methods of ``cls`` (class and static methods left out)."""
+    names = []
+    for name in dir(cls):
+        if name.startswith("_"):
+            continue
+        if inspect.isfunction(inspect.getattr_static(cls, name)):
+            names.append(name)
+    return names
+
+
 class ScopedSession(Session):
-    """A Session owned by a sessionscope unit of work.
-
-    Once the unit has ended, starting a new transaction raises `SessionClosedError` instead
-    of quietly checking out a fresh connection whose writes nobody would commit.
-    """
-
-
-@event.listens_for(ScopedSession, "after_transaction_create")
-def _refuse_after_end(session: Session, transaction: SessionTransaction) -> None:
-    reason = session.info.get(ENDED_KEY)
-    if reason is not None and transaction.parent is None:
-        raise SessionClosedError(reason)
+    """A Session owned by a sessionscope unit of work."""
 
 
 def _exclusive(
@@ -68,26 +94,17 @@ class ScopedAsyncSession(AsyncSession):
     sync_session_class = ScopedSession
     _sessionscope_owner: asyncio.Task[Any] | None = None
 
-    execute = _exclusive(AsyncSession.execute)
-    scalar = _exclusive(AsyncSession.scalar)
-    scalars = _exclusive(AsyncSession.scalars)
-    get = _exclusive(AsyncSession.get)
-    get_one = _exclusive(AsyncSession.get_one)
-    stream = _exclusive(AsyncSession.stream)
-    stream_scalars = _exclusive(AsyncSession.stream_scalars)
-    delete = _exclusive(AsyncSession.delete)
-    merge = _exclusive(AsyncSession.merge)
-    flush = _exclusive(AsyncSession.flush)
-    refresh = _exclusive(AsyncSession.refresh)
-    commit = _exclusive(AsyncSession.commit)
-    rollback = _exclusive(AsyncSession.rollback)
-    connection = _exclusive(AsyncSession.connection)
-    run_sync = _exclusive(AsyncSession.run_sync)
+
+for _name in public_methods(AsyncSession):
+    _method = getattr(AsyncSession, _name)
+    if inspect.iscoroutinefunction(_method) and _name not in NOT_EXCLUSIVE:
+        setattr(ScopedAsyncSession, _name, _exclusive(_method))
 
 
 _READONLY_REFUSAL = (
-    "this route is read-only (unit_of_work(readonly=True)) and its session refuses writes; "
-    "drop readonly=True from the route, or write in a `db.transaction()` block"
+    "this unit of work is read-only (unit_of_work(readonly=True) or "
+    "db.transaction(readonly=True)) and its session refuses writes; drop readonly=True, or "
+    "write in a `db.transaction()` block"
 )
 
 
@@ -111,6 +128,68 @@ class ReadOnlyAsyncSession(ScopedAsyncSession):
     """`ScopedAsyncSession` of a read-only unit of work."""
 
     sync_session_class = ReadOnlySession
+
+
+# -- ended sessions -------------------------------------------------------------------------
+
+
+def _ended_reason(session: Any) -> str:
+    info = session.sync_session.info if isinstance(session, AsyncSession) else session.info
+    reason: str = info.get(ENDED_KEY) or "this session's unit of work has ended"
+    return reason
+
+
+def _refuse_sync(name: str) -> Callable[..., NoReturn]:
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        raise SessionClosedError(_ended_reason(self))
+
+    refuse.__name__ = name
+    return refuse
+
+
+def _refuse_async(name: str) -> Callable[..., Coroutine[Any, Any, NoReturn]]:
+    async def refuse(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
+        raise SessionClosedError(_ended_reason(self))
+
+    refuse.__name__ = name
+    return refuse
+
+
+_ended_classes: dict[type[Any], type[Any]] = {}
+
+
+def _ended_class(cls: type[Any]) -> type[Any]:
+    """A subclass of ``cls`` whose public methods, but `ALLOWED_AFTER_END`, raise."""
+    ended = _ended_classes.get(cls)
+    if ended is None:
+        ended = _ended_classes[cls] = _make_ended_class(cls)
+    return ended
+
+
+def _make_ended_class(cls: type[Any]) -> type[Any]:
+    namespace: dict[str, Any] = {"__module__": __name__}
+    for name in public_methods(cls):
+        if name in ALLOWED_AFTER_END:
+            continue
+        original = getattr(cls, name)
+        namespace[name] = (
+            _refuse_async(name) if inspect.iscoroutinefunction(original) else _refuse_sync(name)
+        )
+    return type(f"Ended{cls.__name__}", (cls,), namespace)
+
+
+def seal(session: Session | AsyncSession, reason: str) -> None:
+    """Make ``session`` refuse every further use with `SessionClosedError` (``reason``).
+
+    Swapping the class costs nothing while the unit of work runs: no wrapper on any call.
+    """
+    if isinstance(session, AsyncSession):
+        session.sync_session.info[ENDED_KEY] = reason
+        session.__class__ = _ended_class(type(session))
+        session.sync_session.__class__ = _ended_class(type(session.sync_session))
+    else:
+        session.info[ENDED_KEY] = reason
+        session.__class__ = _ended_class(type(session))
 
 
 def has_pending_work(session: Session) -> bool:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from ._unit import UnitOfWork, current_unit
-
-if TYPE_CHECKING:
-    from ._database import Database
+from ._config import DatabaseConfig
+from ._runtime import Binder
+from ._unit import UnitOfWork, check_not_on_event_loop, current_unit
 
 _ENDED_TRANSACTION = (
     "this session belongs to a `db.transaction()` block that has ended; open a new block "
@@ -20,39 +20,60 @@ _ENDED_TRANSACTION = (
 
 
 class Transaction:
-    """The context manager returned by `Database.transaction`; sync or async."""
+    """The context manager returned by `Database.transaction`; sync or async.
 
-    __slots__ = ("_db", "_readonly", "_token", "_unit")
+    The block commits when it exits normally and rolls back when it raises. A read-only block
+    refuses writes and ends without a COMMIT; its `after_commit` callbacks run when it exits
+    normally, as they do for a read-only request.
+    """
 
-    def __init__(self, db: Database, *, readonly: bool) -> None:
-        self._db = db
+    __slots__ = ("_config", "_locate", "_owner", "_readonly", "_token", "_unit")
+
+    def __init__(
+        self,
+        owner: object,
+        config: DatabaseConfig,
+        locate: Callable[[], Binder],
+        *,
+        readonly: bool,
+    ) -> None:
+        self._owner = owner
+        self._config = config
+        self._locate = locate
         self._readonly = readonly
         self._unit: UnitOfWork | None = None
         self._token: Any = None
 
-    def _open(self) -> UnitOfWork:
+    def _open(self) -> tuple[UnitOfWork, Binder]:
         if self._unit is not None:
             raise RuntimeError(
                 "a Transaction block cannot be entered twice; call db.transaction() again"
             )
+        binder = self._locate()
         unit = UnitOfWork(
-            self._db,
-            mode="read" if self._readonly else "write",
-            policy="never" if self._readonly else "success",
+            self._owner,
+            self._config,
+            mode="readonly" if self._readonly else "write",
+            policy="success",
         )
         self._unit = unit
         self._token = current_unit.set(unit)
-        return unit
+        return unit, binder
 
     def _leave(self, exc: BaseException | None) -> tuple[UnitOfWork, bool]:
         """Leave the block's context; the unit to end and whether it commits."""
         assert self._unit is not None
         current_unit.reset(self._token)
-        return self._unit, exc is None and not self._readonly
+        return self._unit, exc is None
 
     def __enter__(self) -> Session:
-        self._db.check_not_on_event_loop("`with db.transaction()`")
-        return self._open().open_sync(_ENDED_TRANSACTION)
+        check_not_on_event_loop(self._config, "`with db.transaction()`")
+        unit, binder = self._open()
+        try:
+            return unit.open_sync(binder, _ENDED_TRANSACTION)
+        except BaseException:
+            self._leave(None)
+            raise
 
     def __exit__(
         self,
@@ -66,7 +87,12 @@ class Transaction:
             raise error
 
     async def __aenter__(self) -> AsyncSession:
-        return self._open().open_async(_ENDED_TRANSACTION)
+        unit, binder = self._open()
+        try:
+            return unit.open_async(binder, _ENDED_TRANSACTION)
+        except BaseException:
+            self._leave(None)
+            raise
 
     async def __aexit__(
         self,

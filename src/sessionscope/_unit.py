@@ -8,23 +8,32 @@ refuses any use after the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from ._engines import UnitMode
-from ._errors import SessionScopeError
+from ._config import DatabaseConfig
+from ._errors import BlockingSessionError, SessionScopeError
 from ._policy import CommitPolicy
-from ._sessions import ENDED_KEY, UNIT_KEY, has_pending_work
-
-if TYPE_CHECKING:
-    from ._database import Database
+from ._runtime import Attachment, Binder, UnitMode
+from ._sessions import (
+    UNIT_KEY,
+    ReadOnlyAsyncSession,
+    ReadOnlySession,
+    ScopedAsyncSession,
+    ScopedSession,
+    has_pending_work,
+    seal,
+)
 
 logger = logging.getLogger("sessionscope")
 
@@ -35,25 +44,49 @@ current_unit: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar
 )
 
 
+_JOIN_OPTIONS: dict[str, Any] = {
+    "expire_on_commit": False,
+    "join_transaction_mode": "create_savepoint",
+}
+
+
 class UnitOfWork:
     """The state of one unit of work. Created per request (cheaply: no session, no connection)
     or per ``db.transaction()`` block."""
 
     __slots__ = (
         "_after_commit",
+        "_ended_message",
         "_slot",
         "async_session",
-        "db",
+        "attachment",
+        "binder",
+        "config",
         "ended",
         "keep_for_stream",
         "mode",
+        "owner",
         "policy",
         "stream_status",
         "sync_session",
     )
 
-    def __init__(self, db: Database, *, mode: UnitMode, policy: CommitPolicy) -> None:
-        self.db = db
+    def __init__(
+        self,
+        owner: object,
+        config: DatabaseConfig,
+        *,
+        mode: UnitMode,
+        policy: CommitPolicy,
+        attachment: Attachment | None = None,
+    ) -> None:
+        self.owner = owner
+        """The `Database` this unit belongs to."""
+        self.config = config
+        self.attachment = attachment
+        """The app the unit's request runs in (``None`` outside requests)."""
+        self.binder: Binder | None = None
+        """Where the unit runs; set when its session opens."""
         self.mode: UnitMode = mode
         self.policy: CommitPolicy = policy
         self.keep_for_stream = False
@@ -63,6 +96,7 @@ class UnitOfWork:
         self.ended = False
         self._after_commit: list[AfterCommit] | None = None
         self._slot: anyio.Semaphore | None = None
+        self._ended_message = ""
 
     @property
     def active(self) -> bool:
@@ -80,17 +114,31 @@ class UnitOfWork:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def open_sync(self, ended_message: str) -> Session:
-        session = self.db._new_sync_session(self.mode)
+    def open_sync(self, binder: Binder, ended_message: str) -> Session:
+        self.binder = binder
+        bind = binder.bind_for(self)
+        session_class = ReadOnlySession if self.mode == "readonly" else ScopedSession
+        if isinstance(bind, Connection):
+            # A connection holds an outer transaction (a test's): the session's commit and
+            # rollback work on SAVEPOINTs inside it.
+            session = session_class(bind=bind, **_JOIN_OPTIONS)
+        else:
+            session = session_class(bind=bind, expire_on_commit=False)
         session.info[UNIT_KEY] = self
-        session.info["sessionscope.ended_message"] = ended_message
+        self._ended_message = ended_message
         self.sync_session = session
         return session
 
-    def open_async(self, ended_message: str) -> AsyncSession:
-        session = self.db._new_async_session(self.mode)
+    def open_async(self, binder: Binder, ended_message: str) -> AsyncSession:
+        self.binder = binder
+        bind = binder.async_bind_for(self)
+        session_class = ReadOnlyAsyncSession if self.mode == "readonly" else ScopedAsyncSession
+        if isinstance(bind, AsyncConnection):
+            session = session_class(bind=bind, **_JOIN_OPTIONS)
+        else:
+            session = session_class(bind=bind, expire_on_commit=False)
         session.sync_session.info[UNIT_KEY] = self
-        session.sync_session.info["sessionscope.ended_message"] = ended_message
+        self._ended_message = ended_message
         self.async_session = session
         return session
 
@@ -123,8 +171,13 @@ class UnitOfWork:
                 if self.async_session is not None:
                     error = await self._end_async(self.async_session, send_commit)
                 elif self.sync_session is not None:
+                    limiter = self.binder.end_limiter if self.binder is not None else None
                     error = await anyio.to_thread.run_sync(
-                        _end_sync, self.sync_session, send_commit, limiter=self.db._end_limiter
+                        _end_sync,
+                        self.sync_session,
+                        send_commit,
+                        self._ended_message,
+                        limiter=limiter,
                     )
             finally:
                 self._release_slot()
@@ -139,7 +192,9 @@ class UnitOfWork:
         self.ended = True
         error = None
         if self.sync_session is not None:
-            error = _end_sync(self.sync_session, commit and self.mode != "readonly")
+            error = _end_sync(
+                self.sync_session, commit and self.mode != "readonly", self._ended_message
+            )
         if commit and error is None and self._after_commit:
             for callback in self._after_commit:
                 result = _call_logged(callback)
@@ -153,17 +208,18 @@ class UnitOfWork:
         return error
 
     async def _end_async(self, session: AsyncSession, commit: bool) -> BaseException | None:
-        sync_session = session.sync_session
-        sync_session.info[ENDED_KEY] = sync_session.info.pop("sessionscope.ended_message", "")
         error: BaseException | None = None
         try:
-            if commit and has_pending_work(sync_session):
+            if commit and has_pending_work(session.sync_session):
                 await session.commit()
         except Exception as commit_error:
             error = commit_error
         finally:
-            # close() rolls back whatever is still open and returns the connection.
-            await session.close()
+            try:
+                # close() rolls back whatever is still open and returns the connection.
+                await session.close()
+            finally:
+                seal(session, self._ended_message)
         return error
 
     def _release_slot(self) -> None:
@@ -182,8 +238,7 @@ class UnitOfWork:
                     logger.exception("after_commit callback %r failed", callback)
 
 
-def _end_sync(session: Session, commit: bool) -> BaseException | None:
-    session.info[ENDED_KEY] = session.info.pop("sessionscope.ended_message", "")
+def _end_sync(session: Session, commit: bool, ended_message: str) -> BaseException | None:
     error: BaseException | None = None
     try:
         if commit and has_pending_work(session):
@@ -191,8 +246,27 @@ def _end_sync(session: Session, commit: bool) -> BaseException | None:
     except Exception as commit_error:
         error = commit_error
     finally:
-        session.close()
+        try:
+            session.close()
+        finally:
+            seal(session, ended_message)
     return error
+
+
+def check_not_on_event_loop(config: DatabaseConfig, what: str) -> None:
+    """Refuse (or warn about, per ``sync_in_async``) blocking database I/O on the event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    message = (
+        f"{what} runs blocking I/O on the event loop thread: every other request stalls "
+        "while it waits. Use the async API (AsyncDbSession, `async with db.transaction()`), "
+        "or declare the endpoint with `def` so it runs in a worker thread."
+    )
+    if config.sync_in_async == "raise":
+        raise BlockingSessionError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _call_logged(callback: AfterCommit) -> Awaitable[Any] | None:

@@ -17,12 +17,7 @@ TITLE = "sessionscope demo: users and items"
 
 
 def create_database(settings: ServiceSettings) -> Database:
-    return Database(
-        settings.database_url.get_secret_value(),
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-        check_on_startup=settings.database_check_on_startup,
-    )
+    return Database(config=settings.database_config())
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sessionscope import DatabaseConfig, DatabaseSettings
+
 DEFAULT_DATABASE_URL = "sqlite:///./sessionscope-demo.db"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -22,15 +24,18 @@ class ServiceSettings(BaseSettings):
     flavour works (``postgresql+psycopg`` or ``postgresql+asyncpg`` ...): sessionscope derives
     the other one."""
 
-    database_pool_size: int = Field(default=5, ge=1, le=1000)
-    """Connections kept open per worker process."""
-
-    database_max_overflow: int = Field(default=10, ge=0, le=1000)
-    """Extra connections per worker process under load."""
-
-    database_check_on_startup: bool = True
+    database_check_on_startup: bool = DatabaseSettings.model_fields["check_on_startup"].default
     """Refuse to start when the database does not answer. Turn off to start anyway and let
-    ``/readyz`` report the outage."""
+    ``/readyz`` report the outage. Every other ``DATABASE_*`` variable of sessionscope
+    (``DATABASE_POOL_SIZE``, ``DATABASE_POOL_TIMEOUT``...) is read by `database_config`."""
+
+    def database_config(self) -> DatabaseConfig:
+        """The service's database configuration: sessionscope's own ``DATABASE_*`` variables,
+        with this service's URL and start-up check."""
+        return DatabaseSettings().to_config(
+            url=self.database_url.get_secret_value(),
+            check_on_startup=self.database_check_on_startup,
+        )
 
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"

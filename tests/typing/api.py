@@ -21,6 +21,16 @@ from sessionscope import (
 
 db = Database.from_env()
 reports = Database("postgresql+asyncpg://reports@127.0.0.1/reports", name="reports", pool_size=2)
+tuned = Database.from_env(pool_timeout=2.0, commit_policy="below_500", ping_after_idle=None)
+
+
+def misconfigured() -> None:
+    # Options are typed: a misspelt name or a wrong type fails type checking (mypy --strict
+    # reports an unused ignore if it does not).
+    Database("sqlite://", pool_sise=3)  # type: ignore[call-arg]
+    Database("sqlite://", pool_size="3")  # type: ignore[arg-type]
+
+
 ReportsSession = Annotated[AsyncSession, Depends(reports.get_async_session)]
 app = FastAPI(lifespan=db.lifespan)
 reports.init_app(app)
