@@ -52,6 +52,7 @@ def test_init_autogenerate_upgrade_current_downgrade(
     (script,) = (project / "migrations" / "versions").glob("*_create_tables.py")
     assert "op.create_table('cli_books'" in script.read_text().replace('"', "'")
     revision = script.name.split("_")[0]
+    assert out == f"created migrations/versions/{script.name}\n"
     assert not APP_TABLES & tables(empty_database_url)  # autogenerate only compares
 
     code, out, err = invoke("db", "upgrade")

@@ -121,11 +121,13 @@ def db_revision(
 ) -> None:
     """Create a migration script (compared with the database when --autogenerate)."""
     alembic_config, db = _configured(config, app, "revision")
-    _run(
+    scripts = _run(
         "revision",
         db,
         lambda: command.revision(alembic_config, message=message, autogenerate=autogenerate),
     )
+    for path in _migrations.created(scripts):
+        typer.echo(f"created {path}")
 
 
 @db_cli.command("upgrade")

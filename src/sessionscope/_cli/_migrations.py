@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
+from argparse import Namespace
 from importlib.resources import files
 from pathlib import Path
 
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 
 from sessionscope import Database
 
@@ -61,7 +62,9 @@ def config(ini: Path, app: str | None) -> tuple[Config, Database]:
             f"{ini} not found: run `sessionscope db init --app module:app "
             "--metadata module:Base.metadata` first, or pass --config"
         )
-    alembic_config = Config(str(ini), stdout=sys.stdout)
+    # quiet: the commands say what they did in their own words (paths relative, URL masked).
+    options = Namespace(quiet=True, x=None)
+    alembic_config = Config(str(ini), stdout=sys.stdout, cmd_opts=options)
     if app is not None:
         alembic_config.set_section_option(SECTION, "app", app)
     has_section = alembic_config.file_config.has_section(SECTION)
@@ -90,3 +93,17 @@ def current(alembic_config: Config) -> str:
     return ", ".join(revision.cmd_format(verbose=False) for revision in found if revision) or (
         "base"
     )
+
+
+def created(scripts: Script | list[Script | None] | None) -> list[str]:
+    """The paths of the migration scripts `alembic.command.revision` wrote, relative to the
+    current directory when they are under it."""
+    written = scripts if isinstance(scripts, list) else [scripts]
+    return [_relative(Path(script.path)) for script in written if script is not None]
+
+
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
