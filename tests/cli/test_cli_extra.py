@@ -23,11 +23,13 @@ def test_importing_sessionscope_imports_neither_typer_nor_alembic() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-@pytest.mark.parametrize("package", ["typer", "alembic"])
+@pytest.mark.parametrize("package", ["typer", "alembic", "httpx"])
 def test_a_missing_extra_raises_with_the_pip_line(
     monkeypatch: pytest.MonkeyPatch, package: str
 ) -> None:
     monkeypatch.setitem(sys.modules, package, None)  # what an uninstalled package looks like
+    for module in ("sessionscope.testing", "sessionscope._testclient"):
+        monkeypatch.delitem(sys.modules, module, raising=False)  # imported afresh
     with pytest.raises(sessionscope.MissingDriverError) as raised:
         _cli.load()
     assert isinstance(raised.value, ImportError)

@@ -22,10 +22,12 @@ def load() -> typer.Typer:
     try:
         import alembic  # noqa: F401
         import typer  # noqa: F401
+
+        import sessionscope.testing  # noqa: F401  (finds an app's Database)
     except ImportError as error:
+        missing = f"{error.name} is not installed" if error.name else str(error)
         raise MissingDriverError(
-            f"the sessionscope command needs the extra `cli` ({error.name} is not installed); "
-            f"fix: {INSTALL_LINE}"
+            f"the sessionscope command needs the extra `cli` ({missing}); fix: {INSTALL_LINE}"
         ) from error
     from ._app import cli
 

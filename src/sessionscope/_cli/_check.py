@@ -70,22 +70,24 @@ def probe(db: Database, *, samples: int, timeout: float) -> Probe:
 
 def _probe_sync(db: Database, samples: int, timeout: float) -> Probe:
     # A sync driver blocks its thread while it connects, beyond any timeout: it runs in a
-    # daemon thread, left to fail by itself, so that the command answers in time and exits.
+    # daemon thread, left to fail (and dispose of the engine) by itself, so that the command
+    # answers in time and exits.
     outcome: concurrent.futures.Future[Probe] = concurrent.futures.Future()
 
     def run() -> None:
         try:
-            with db.sync_engine.connect() as connection:
-                round_trips = tuple(_timed(connection) for _ in range(samples))
+            engine = db.sync_engine
+            try:
+                with engine.connect() as connection:
+                    round_trips = tuple(_timed(connection) for _ in range(samples))
+            finally:
+                engine.dispose()
             outcome.set_result(_report(db, connection.dialect, round_trips))
         except BaseException as error:
             outcome.set_exception(error)
 
     threading.Thread(target=run, name="sessionscope-check", daemon=True).start()
-    try:
-        return outcome.result(timeout)
-    finally:
-        db.sync_engine.dispose()
+    return outcome.result(timeout)
 
 
 def _timed(connection: Connection) -> float:
