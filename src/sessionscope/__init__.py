@@ -3,6 +3,7 @@
 from ._config import DatabaseConfig, DatabaseOptions, DatabaseSettings
 from ._database import Database
 from ._dependencies import AsyncDbSession, DbSession, get_async_session, get_session, unit_of_work
+from ._discovery import database_of
 from ._errors import (
     BlockingSessionError,
     CommitFailedError,
@@ -43,6 +44,7 @@ __all__ = [
     "SessionScopeError",
     "Transaction",
     "after_commit",
+    "database_of",
     "get_async_session",
     "get_session",
     "should_commit",
