@@ -115,7 +115,7 @@ class Patch(Input):
 
 class UserCreate(Input):
     email: Email
-    name: UserName
+    name: UserName | None = None
     password: Password
 
 
@@ -132,7 +132,7 @@ class UserOut(BaseModel):
 
     id: int
     email: str
-    name: str
+    name: str | None
     created_at: Timestamp
 
 
