@@ -50,6 +50,7 @@ def test_the_wheel_holds_the_library_the_example_service_and_the_license(wheel: 
     top_levels = {name.split("/")[0] for name in names}
     assert top_levels == {"sessionscope", "sessionscope_demo", "sessionscope-0.1.0.dist-info"}
     assert "sessionscope/py.typed" in names
+    assert "sessionscope/pagination.py" in names
     assert "sessionscope_demo/migrations/script.py.mako" in names
     assert "sessionscope-0.1.0.dist-info/licenses/LICENSE" in names
     assert "MIT License" in _read(wheel, "licenses/LICENSE")
