@@ -11,23 +11,14 @@ from typing import Annotated, Any, Generic, TypeVar, overload
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
-from sqlalchemy import Column, ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import operators
-from sqlalchemy.sql.elements import UnaryExpression
-from sqlalchemy.sql.schema import UniqueConstraint
 
-from ._cursor import (
-    InvalidCursorError,
-    KeyCodec,
-    codec_for,
-    decode_cursor,
-    encode_cursor,
-    fingerprint_of,
-)
+from ._cursor import InvalidCursorError, decode_cursor, encode_cursor, fingerprint_of
 from ._errors import ConfigurationError
+from ._keyset import keys_of, rows_after
 
 ItemT = TypeVar("ItemT")
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -60,72 +51,6 @@ class PageRequest:
     cursor: str | None = None
 
 
-@dataclass(frozen=True)
-class _Key:
-    column: ColumnElement[Any]
-    descending: bool
-    codec: KeyCodec
-
-
-def _keys(order_by: Sequence[Any]) -> tuple[_Key, ...]:
-    if not order_by:
-        raise ConfigurationError("a Paginator needs at least one column to order by")
-    keys = []
-    for item in order_by:
-        descending = False
-        element = item
-        if isinstance(item, UnaryExpression) and item.modifier in (
-            operators.asc_op,
-            operators.desc_op,
-        ):
-            descending = item.modifier is operators.desc_op
-            element = item.element
-        column = getattr(element, "expression", element)
-        if not isinstance(column, Column):
-            raise ConfigurationError(
-                f"cannot order a keyset listing by {item!r}: order by mapped columns "
-                "(Model.column, or Model.column.desc())"
-            )
-        if column.nullable:
-            raise ConfigurationError(
-                f"cannot order a keyset listing by {column.table.name}.{column.name}: it is "
-                "nullable, and NULLs have no place in a keyset order; use NOT NULL columns"
-            )
-        name = f"{column.table.name}.{column.name}"
-        try:
-            codec = codec_for(name, column.type)
-        except TypeError as error:
-            raise ConfigurationError(str(error)) from None
-        keys.append(_Key(column, descending, codec))
-    _require_unique(keys)
-    return tuple(keys)
-
-
-def _require_unique(keys: Sequence[_Key]) -> None:
-    """The order must be total: rows with equal keys would be skipped or repeated."""
-    columns = [key.column for key in keys if isinstance(key.column, Column)]
-    names = {(column.table.name, column.name) for column in columns}
-    for column in columns:
-        table = column.table
-        primary_key = {(table.name, c.name) for c in table.primary_key.columns}
-        single_uniques = [
-            constraint
-            for constraint in getattr(table, "constraints", ())
-            if isinstance(constraint, UniqueConstraint) and len(constraint.columns) == 1
-        ]
-        if (
-            (primary_key and primary_key <= names)
-            or column.unique
-            or any(column.name in constraint.columns for constraint in single_uniques)
-        ):
-            return
-    raise ConfigurationError(
-        "the order of a keyset listing must end in a unique tiebreaker: add the primary key "
-        "(or a unique column) as the last column to order by, e.g. "
-        "Paginator(Item.created_at, Item.id)"
-    )
-
-
 class Paginator:
     """Offset and keyset pagination of ``select()`` queries in one stable order.
 
@@ -146,7 +71,7 @@ class Paginator:
     ) -> None:
         if not 1 <= default_limit <= max_limit:
             raise ConfigurationError("need 1 <= default_limit <= max_limit")
-        self._keys = _keys(order_by)
+        self._keys = keys_of(order_by)
         self._codecs = [key.codec for key in self._keys]
         self._fingerprint = fingerprint_of(
             [f"{key.codec.name} {'desc' if key.descending else 'asc'}" for key in self._keys]
@@ -264,26 +189,11 @@ class Paginator:
         if page.cursor is not None:
             if page.offset:
                 raise ValueError("offset cannot be combined with cursor")
-            statement = statement.where(self._after(self.decode(page.cursor)))
+            statement = statement.where(rows_after(self._keys, self.decode(page.cursor)))
         elif page.offset:
             statement = statement.offset(page.offset)
         # One row more than the page: whether a next page exists, without a second query.
         return statement.limit(page.limit + 1)
-
-    def _after(self, values: Sequence[Any]) -> ColumnElement[bool]:
-        """Rows strictly after ``values`` in the paginator's order: (k1 > v1) OR (k1 = v1 AND
-        k2 > v2) OR ..., each comparison flipped for a descending key."""
-        alternatives = []
-        for position, key in enumerate(self._keys):
-            equal = [
-                earlier.column == value
-                for earlier, value in zip(self._keys[:position], values, strict=False)
-            ]
-            beyond = (
-                key.column < values[position] if key.descending else key.column > values[position]
-            )
-            alternatives.append(and_(*equal, beyond))
-        return or_(*alternatives)
 
     def _page(
         self,
