@@ -26,6 +26,7 @@ class NoteOut(NoteIn):
     id: int
 
 
+# --8<-- [start:app]
 db = Database.from_env()  # DATABASE_URL, default sqlite:///./sessionscope.db
 app = FastAPI(lifespan=db.lifespan)
 
@@ -44,3 +45,4 @@ def read_note(note_id: int, session: DbSession) -> NoteOut:  # sync works the sa
     if row is None:
         raise HTTPException(404, "no such note")
     return NoteOut(id=row.id, text=row.text)
+    # --8<-- [end:app]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .app import Note
 
+# --8<-- [start:pattern]
 engine = create_engine(  # created at import: shared by every forked worker
     os.environ.get("DATABASE_URL", "sqlite:///./sql_app.db"),
     connect_args={"check_same_thread": False},
@@ -33,3 +34,4 @@ def create_note(text: str, db: Session = Depends(get_db)) -> dict[str, str]:
     if text.startswith("!"):
         raise HTTPException(400, "refused")  # ...so this 400 keeps the row it refused
     return {"text": text}
+    # --8<-- [end:pattern]

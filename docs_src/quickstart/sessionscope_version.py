@@ -7,6 +7,7 @@ from sessionscope import Database, DbSession
 
 from .app import Note
 
+# --8<-- [start:pattern]
 db = Database.from_env()
 app = FastAPI(lifespan=db.lifespan)
 
@@ -17,3 +18,4 @@ def create_note(text: str, session: DbSession) -> dict[str, str]:
     if text.startswith("!"):
         raise HTTPException(400, "refused")  # rolled back: nothing was written
     return {"text": text}  # committed before the 201 is sent
+    # --8<-- [end:pattern]

@@ -28,6 +28,8 @@ def create_app(db: Database) -> FastAPI:
 def check(db: Database) -> int:
     """Write through the API inside a rolled-back transaction; return what the test saw."""
     app = create_app(db)
+    # --8<-- [start:binding]
     with rollback_after(db) as bound, app_client(app) as client:
         client.post("/notes", params={"text": "hello"})
         return bound.session().scalar(select(func.count()).select_from(notes)) or 0
+    # --8<-- [end:binding]

@@ -126,5 +126,5 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def run() -> None:
-    """Entry point of the ``sessionscope-demo`` console script."""
+    """Run the command line (the console script reaches it through `command.run`)."""
     cli()

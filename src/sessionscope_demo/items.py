@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import AfterValidator, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionscope import AsyncDbSession
+from sessionscope.pagination import Page, PageRequest, Paginator
 
-from .listing import fetch_page
 from .models import INT32_MAX, ITEM_NAME_LENGTH, Item
-from .pagination import Pagination
 from .schemas import (
     MALFORMED_BODY,
     NO_NUL,
@@ -22,7 +21,6 @@ from .schemas import (
     ItemCreate,
     ItemOut,
     ItemUpdate,
-    Page,
     Responses,
     storable,
 )
@@ -42,6 +40,9 @@ SearchText = Annotated[
 ]
 
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "No such item"}}
+
+item_pages = Paginator(Item.id)
+ItemsPage = Annotated[PageRequest, Depends(item_pages.params)]
 
 
 async def get_item_or_404(session: AsyncSession, item_id: int) -> Item:
@@ -73,7 +74,7 @@ async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession
 @router.get("/items")
 async def list_items(
     session: AsyncDbSession,
-    page: Pagination,
+    page: ItemsPage,
     owner_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     q: Annotated[
         SearchText | None, Query(description="Only items whose name contains this text.")
@@ -85,14 +86,7 @@ async def list_items(
     if q is not None:
         # autoescape: a client's % and _ are searched for, not used as wildcards.
         query = query.where(Item.name.icontains(q, autoescape=True))
-    result = await fetch_page(session, query, Item.id, page)
-    return Page[ItemOut](
-        items=[ItemOut.model_validate(item) for item in result.rows],
-        total=result.total,
-        limit=result.limit,
-        offset=result.offset,
-        next_cursor=result.next_cursor,
-    )
+    return await item_pages.apaginate(session, query, page, into=ItemOut)
 
 
 @router.get("/items/{item_id}", responses=NOT_FOUND)

@@ -42,7 +42,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(exact_string(EMAIL_LENGTH), unique=True)
-    name: Mapped[str] = mapped_column(exact_string(NAME_LENGTH))
+    name: Mapped[str | None] = mapped_column(exact_string(NAME_LENGTH))
     password_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 

@@ -4,7 +4,7 @@ reach the database in a form it refuses (which would be a 500 instead of a 422).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -115,7 +115,7 @@ class Patch(Input):
 
 class UserCreate(Input):
     email: Email
-    name: UserName
+    name: UserName | None = None
     password: Password
 
 
@@ -132,7 +132,7 @@ class UserOut(BaseModel):
 
     id: int
     email: str
-    name: str
+    name: str | None
     created_at: Timestamp
 
 
@@ -161,20 +161,6 @@ class ItemOut(BaseModel):
     description: str | None
     price_cents: int
     created_at: Timestamp
-
-
-RowT = TypeVar("RowT", bound=BaseModel)
-
-
-class Page(BaseModel, Generic[RowT]):
-    """One page of a listing. ``next_cursor`` continues after the last row (keyset
-    pagination); it is ``null`` on the last page."""
-
-    items: list[RowT]
-    total: int
-    limit: int
-    offset: int
-    next_cursor: str | None
 
 
 class ErrorOut(BaseModel):

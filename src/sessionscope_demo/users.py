@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sessionscope import AsyncDbSession
+from sessionscope.pagination import Page, PageRequest, Paginator
 
-from .listing import fetch_page
 from .models import INT32_MAX, Item, User
-from .pagination import Pagination
 from .passwords import PasswordHasher
-from .schemas import MALFORMED_BODY, ErrorOut, Page, Responses, UserCreate, UserOut, UserUpdate
+from .schemas import MALFORMED_BODY, ErrorOut, Responses, UserCreate, UserOut, UserUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +26,9 @@ UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "No such user"}}
 CONFLICT: Responses = {409: {"model": ErrorOut, "description": "The email address is taken"}}
 EMAIL_TAKEN = "a user with this email address already exists"
+
+user_pages = Paginator(User.id)
+UsersPage = Annotated[PageRequest, Depends(user_pages.params)]
 
 
 async def get_user_or_404(session: AsyncSession, user_id: int) -> User:
@@ -69,15 +71,8 @@ async def create_user(
 
 
 @router.get("")
-async def list_users(session: AsyncDbSession, page: Pagination) -> Page[UserOut]:
-    result = await fetch_page(session, select(User), User.id, page)
-    return Page[UserOut](
-        items=[UserOut.model_validate(user) for user in result.rows],
-        total=result.total,
-        limit=result.limit,
-        offset=result.offset,
-        next_cursor=result.next_cursor,
-    )
+async def list_users(session: AsyncDbSession, page: UsersPage) -> Page[UserOut]:
+    return await user_pages.apaginate(session, select(User), page, into=UserOut)
 
 
 @router.get("/{user_id}", responses=NOT_FOUND)

@@ -38,7 +38,7 @@ def service_tables(engine: Engine) -> set[str]:
 
 def test_up_down_and_up_again(db: Database) -> None:
     upgrade(db)
-    assert current_revision(db) == "0001"
+    assert current_revision(db) == "0002"
     assert service_tables(db.sync_engine) == SERVICE_TABLES
     downgrade(db, "base")
     assert current_revision(db) is None
@@ -46,7 +46,7 @@ def test_up_down_and_up_again(db: Database) -> None:
     upgrade(db)
     assert service_tables(db.sync_engine) == SERVICE_TABLES
     upgrade(db)  # nothing pending: a no-op, not an error
-    assert current_revision(db) == "0001"
+    assert current_revision(db) == "0002"
 
 
 def test_migrated_schema_matches_the_models(db: Database, database_url: str) -> None:
@@ -67,3 +67,25 @@ def test_migrated_schema_matches_the_models(db: Database, database_url: str) -> 
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_downgrade_gives_a_user_without_a_name_an_empty_one(db: Database) -> None:
+    upgrade(db)
+    with db.sync_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO demo_users (email, name, password_hash, created_at) "
+                "VALUES ('nameless@example.com', NULL, 'x', '2026-01-01 00:00:00')"
+            )
+        )
+    try:
+        downgrade(db, "0001")
+        assert current_revision(db) == "0001"
+        with db.sync_engine.connect() as connection:
+            names = connection.execute(
+                text("SELECT name FROM demo_users WHERE email = 'nameless@example.com'")
+            ).scalars()
+            assert list(names) == [""]
+    finally:
+        with db.sync_engine.begin() as connection:
+            connection.execute(text("DELETE FROM demo_users WHERE email = 'nameless@example.com'"))

@@ -32,6 +32,21 @@ def test_create_returns_the_user_without_secrets(client: httpx.Client) -> None:
     assert client.get(f"/users/{body['id']}").json() == body
 
 
+SIGN_UP_WITH_EMAIL_AND_PASSWORD = {"email": "deadpool@example.com", "password": "chimichangas4life"}
+"""The body of the classic FastAPI + SQLAlchemy tutorial's sign-up, verbatim: no name."""
+
+
+@pytest.mark.parametrize("path", ["/users", "/users/"])
+def test_a_sign_up_without_a_name_is_created(client: httpx.Client, path: str) -> None:
+    # The tutorial posts to "/users/": FastAPI redirects it to "/users" with a 307, which
+    # keeps the method and the body.
+    response = client.post(path, json=SIGN_UP_WITH_EMAIL_AND_PASSWORD, follow_redirects=True)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["email"], body["name"]) == ("deadpool@example.com", None)
+    assert client.get(f"/users/{body['id']}").json() == body
+
+
 @pytest.mark.anyio
 async def test_the_password_is_stored_as_an_argon2_hash(
     sessionscope_async_client: httpx.AsyncClient,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from typing_extensions import assert_type
 
 from sessionscope import (
@@ -18,6 +19,7 @@ from sessionscope import (
     after_commit,
     unit_of_work,
 )
+from sessionscope.pagination import InvalidCursorError, Page, PageRequest, Paginator
 
 db = Database.from_env()
 reports = Database("postgresql+asyncpg://reports@127.0.0.1/reports", name="reports", pool_size=2)
@@ -66,3 +68,50 @@ async def worker() -> list[int]:
     results = await db.gather(one, one)
     assert_type(results, list[int])
     return results
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str]
+
+
+class NoteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    text: str
+
+
+note_pages = Paginator(Note.id.desc(), max_limit=50, secret="from-the-settings")
+NotesPage = Annotated[PageRequest, Depends(note_pages.params)]
+
+
+@app.get("/notes")
+async def list_notes(session: AsyncDbSession, page: NotesPage) -> Page[NoteOut]:
+    result = await note_pages.apaginate(session, select(Note), page, into=NoteOut)
+    assert_type(result, Page[NoteOut])
+    assert_type(result.items, list[NoteOut])
+    assert_type(result.next_cursor, str | None)
+    return result
+
+
+def export_notes(cursor: str | None) -> list[Note]:
+    try:
+        page = note_pages.request(limit=50, cursor=cursor)
+    except InvalidCursorError:
+        page = note_pages.request(limit=50)
+    notes: list[Note] = []
+    with db.transaction(readonly=True) as session:
+        while True:
+            result = note_pages.paginate(session, select(Note), page)
+            assert_type(result, Page[Any])
+            notes += result.items
+            if result.next_cursor is None:
+                return notes
+            page = PageRequest(limit=50, cursor=result.next_cursor)

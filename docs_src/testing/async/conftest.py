@@ -8,6 +8,8 @@ def sessionscope_app():
     return app
 
 
+# --8<-- [start:anyio_backend]
 @pytest.fixture
 def anyio_backend():
     return "asyncio"  # the database drivers are asyncio libraries
+    # --8<-- [end:anyio_backend]
