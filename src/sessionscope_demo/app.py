@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sessionscope import Database
 
 from . import docs, health, items, users
+from .limits import BodySizeLimit
 from .passwords import Passwords
 from .settings import ServiceSettings
 
@@ -39,6 +40,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.db = db
     app.state.passwords = Passwords(settings)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     app.include_router(users.router)
     app.include_router(items.router)
     app.include_router(health.router)

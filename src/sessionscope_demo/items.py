@@ -16,7 +16,7 @@ from .listing import fetch_page
 from .models import INT32_MAX, ITEM_NAME_LENGTH, Item
 from .pagination import Pagination
 from .schemas import (
-    MALFORMED_BODY,
+    BODY_ERRORS,
     NO_NUL,
     ErrorOut,
     ItemCreate,
@@ -54,7 +54,7 @@ async def get_item_or_404(session: AsyncSession, item_id: int) -> Item:
 @router.post(
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
-    responses={**USER_NOT_FOUND, **MALFORMED_BODY},
+    responses={**USER_NOT_FOUND, **BODY_ERRORS},
 )
 async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession) -> ItemOut:
     owner = await get_user_or_404(session, user_id)
@@ -100,7 +100,7 @@ async def read_item(item_id: ItemId, session: AsyncDbSession) -> ItemOut:
     return ItemOut.model_validate(await get_item_or_404(session, item_id))
 
 
-@router.patch("/items/{item_id}", responses={**NOT_FOUND, **MALFORMED_BODY})
+@router.patch("/items/{item_id}", responses={**NOT_FOUND, **BODY_ERRORS})
 async def update_item(item_id: ItemId, body: ItemUpdate, session: AsyncDbSession) -> ItemOut:
     item = await get_item_or_404(session, item_id)
     for field, value in body.model_dump(exclude_unset=True).items():

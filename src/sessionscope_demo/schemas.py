@@ -183,4 +183,7 @@ class ErrorOut(BaseModel):
 
 Responses = dict[int | str, dict[str, Any]]
 
-MALFORMED_BODY: Responses = {400: {"model": ErrorOut, "description": "The body is not JSON"}}
+BODY_ERRORS: Responses = {
+    400: {"model": ErrorOut, "description": "The body is not JSON"},
+    413: {"model": ErrorOut, "description": "The body is larger than MAX_REQUEST_BODY_BYTES"},
+}

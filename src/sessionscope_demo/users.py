@@ -16,7 +16,7 @@ from .listing import fetch_page
 from .models import INT32_MAX, Item, User
 from .pagination import Pagination
 from .passwords import PasswordHasher
-from .schemas import MALFORMED_BODY, ErrorOut, Page, Responses, UserCreate, UserOut, UserUpdate
+from .schemas import BODY_ERRORS, ErrorOut, Page, Responses, UserCreate, UserOut, UserUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def _refuse_taken_email(session: AsyncSession, email: str) -> None:
         raise HTTPException(status.HTTP_409_CONFLICT, EMAIL_TAKEN)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **MALFORMED_BODY})
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **BODY_ERRORS})
 async def create_user(
     body: UserCreate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:
@@ -85,7 +85,7 @@ async def read_user(user_id: UserId, session: AsyncDbSession) -> UserOut:
     return UserOut.model_validate(await get_user_or_404(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**NOT_FOUND, **CONFLICT, **MALFORMED_BODY})
+@router.patch("/{user_id}", responses={**NOT_FOUND, **CONFLICT, **BODY_ERRORS})
 async def update_user(
     user_id: UserId, body: UserUpdate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:

@@ -1,0 +1,93 @@
+"""The service's edges: what it answers to bodies, ids and methods it does not expect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.types import Message
+
+from sessionscope_demo import create_app
+
+from .conftest import make_settings
+
+# -- request-body size limit ---------------------------------------------------------------
+
+
+def _raw_request(app: Any, headers: list[tuple[bytes, bytes]]) -> list[Message]:
+    """Send one POST straight to the ASGI app; the body must never be read."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        raise AssertionError("the body was read")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/users",
+        "raw_path": b"/users",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_a_declared_oversized_body_is_413_before_it_is_read() -> None:
+    app = create_app(make_settings("sqlite://", max_request_body_bytes=100))
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"10000000")]
+    start, body = _raw_request(app, headers)
+    assert start["status"] == 413
+    assert b"at most 100 bytes" in body["body"]
+
+
+def test_a_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    padding = " " * (64 * 1024)  # valid JSON whitespace: only the size is wrong
+    body = '{"email": "big@example.com", "name": "Big", "password": "12345678"}' + padding
+    response = client.post("/users", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json() == {"detail": "The request body is too large: at most 65536 bytes"}
+    assert client.get("/users").json()["total"] == 0
+
+
+def test_a_chunked_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"email": "chunked@example.com", "name": "C", "password": "12345678"}'
+        for _ in range(65):
+            yield b" " * 1024
+
+    response = client.post("/users", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert client.get("/users").json()["total"] == 0
+
+
+def test_a_body_at_the_limit_is_served(client: httpx.Client) -> None:
+    body = '{"email": "fits@example.com", "name": "Fits", "password": "12345678"}'
+    body += " " * (64 * 1024 - len(body))
+    response = client.post("/users", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "ten"])
+def test_the_limit_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", value)
+    with pytest.raises(ValueError, match="max_request_body_bytes"):
+        make_settings("sqlite://")
+
+
+def test_the_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", "2048")
+    assert make_settings("sqlite://").max_request_body_bytes == 2048
