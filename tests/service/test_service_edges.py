@@ -13,6 +13,7 @@ from starlette.types import Message
 from sessionscope_demo import create_app
 
 from .conftest import make_settings
+from .service_helpers import new_item, new_user
 
 # -- request-body size limit ---------------------------------------------------------------
 
@@ -91,3 +92,45 @@ def test_the_limit_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch, va
 def test_the_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_REQUEST_BODY_BYTES", "2048")
     assert make_settings("sqlite://").max_request_body_bytes == 2048
+
+
+# -- malformed JSON bodies -----------------------------------------------------------------
+
+USER = b'{"email": "m@example.com", "name": "M", "password": "12345678"}'
+MALFORMED_BODIES = {
+    "not json": b"{not json",
+    "truncated": USER[:-1],
+    "trailing garbage": USER + b" garbage",
+    "two documents": USER + USER,
+    "control character": USER.replace(b'"M"', b'"M\x01"'),
+    "raw newline in a string": USER.replace(b'"M"', b'"M\nN"'),
+    "invalid UTF-8": USER.replace(b'"M"', b'"\xff\xfe"'),
+    "deep nesting": b"[" * 5_000 + b"]" * 5_000,
+    "single quotes": USER.replace(b'"', b"'"),
+}
+
+
+@pytest.fixture
+def owner(client: httpx.Client) -> dict[str, Any]:
+    return new_user(client)
+
+
+@pytest.mark.parametrize("body", MALFORMED_BODIES.values(), ids=MALFORMED_BODIES.keys())
+@pytest.mark.parametrize("operation", ["POST /users", "POST items", "PATCH user", "PATCH item"])
+def test_every_malformed_json_body_is_400(
+    client: httpx.Client, owner: dict[str, Any], operation: str, body: bytes
+) -> None:
+    item = new_item(client, owner["id"])
+    method, path = {
+        "POST /users": ("POST", "/users"),
+        "POST items": ("POST", f"/users/{owner['id']}/items"),
+        "PATCH user": ("PATCH", f"/users/{owner['id']}"),
+        "PATCH item": ("PATCH", f"/items/{item['id']}"),
+    }[operation]
+    response = client.request(
+        method, path, content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "There was an error parsing the body"}
+    assert client.get("/users").json()["total"] == 1
+    assert client.get(f"/items/{item['id']}").json() == item
