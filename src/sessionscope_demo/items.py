@@ -18,6 +18,7 @@ from .pagination import Pagination
 from .schemas import (
     BODY_ERRORS,
     NO_NUL,
+    CanonicalInteger,
     ErrorOut,
     ItemCreate,
     ItemOut,
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["items"])
 
-ItemId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+ItemId = Annotated[int, Path(ge=1, le=INT32_MAX), CanonicalInteger]
 SearchText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH),
@@ -74,7 +75,7 @@ async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession
 async def list_items(
     session: AsyncDbSession,
     page: Pagination,
-    owner_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    owner_id: Annotated[int | None, Query(ge=1, le=INT32_MAX), CanonicalInteger] = None,
     q: Annotated[
         SearchText | None, Query(description="Only items whose name contains this text.")
     ] = None,

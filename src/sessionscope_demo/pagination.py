@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import PlainValidator
 
 from .models import INT32_MAX
+from .schemas import CanonicalInteger
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -49,8 +50,8 @@ class PageRequest:
 
 
 def page_request(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT), CanonicalInteger] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX), CanonicalInteger] = 0,
     cursor: Annotated[
         Cursor | None,
         Query(description="`next_cursor` of the previous page (keyset pagination)."),

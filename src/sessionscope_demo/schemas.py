@@ -3,12 +3,14 @@ reach the database in a form it refuses (which would be a 500 instead of a 422).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -42,6 +44,21 @@ def storable(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
+
+
+_CANONICAL_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def _canonical_integer(value: object) -> object:
+    """Refuse the spellings ``int()`` reads but no client means: ``+1``, ``1_0`` (10),
+    ``01``, `` 1``, ``1.0``. Path and query values arrive as strings."""
+    if isinstance(value, str) and not _CANONICAL_INTEGER.fullmatch(value):
+        raise ValueError("must be an integer in plain decimal digits")
+    return value
+
+
+CanonicalInteger = BeforeValidator(_canonical_integer)
+"""For integer path and query parameters: one spelling per number, so one URL per resource."""
 
 
 def _normalise_email(value: str) -> str:

@@ -16,13 +16,22 @@ from .listing import fetch_page
 from .models import INT32_MAX, Item, User
 from .pagination import Pagination
 from .passwords import PasswordHasher
-from .schemas import BODY_ERRORS, ErrorOut, Page, Responses, UserCreate, UserOut, UserUpdate
+from .schemas import (
+    BODY_ERRORS,
+    CanonicalInteger,
+    ErrorOut,
+    Page,
+    Responses,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+UserId = Annotated[int, Path(ge=1, le=INT32_MAX), CanonicalInteger]
 
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "No such user"}}
 CONFLICT: Responses = {409: {"model": ErrorOut, "description": "The email address is taken"}}

@@ -134,3 +134,45 @@ def test_every_malformed_json_body_is_400(
     assert response.json() == {"detail": "There was an error parsing the body"}
     assert client.get("/users").json()["total"] == 1
     assert client.get(f"/items/{item['id']}").json() == item
+
+
+# -- integers in paths and queries ---------------------------------------------------------
+
+NON_CANONICAL = ["+{}", "{}_0", "0{}", "{}.0", " {}", "{} ", "{}e0", "0x{}", "\u0661"]
+"""Spellings of an existing id that ``int()`` would accept (``\u0661`` is an Arabic-Indic
+one), or that a number would resemble."""
+
+
+@pytest.mark.parametrize("template", NON_CANONICAL)
+def test_ids_in_paths_are_canonical_integers(
+    client: httpx.Client, owner: dict[str, Any], template: str
+) -> None:
+    item = new_item(client, owner["id"])
+    for path in (f"/users/{template.format(owner['id'])}", f"/items/{template.format(item['id'])}"):
+        response = client.get(path)
+        assert response.status_code == 422, path
+        assert response.json()["detail"][0]["loc"][0] == "path"
+    user_path = f"/users/{template.format(owner['id'])}"
+    assert client.patch(user_path, json={"name": "New"}).status_code == 422
+    assert client.delete(f"/items/{template.format(item['id'])}").status_code == 422
+    assert client.get(f"/items/{item['id']}").json() == item
+    assert client.get(f"/users/{owner['id']}").json() == owner
+
+
+@pytest.mark.parametrize("template", NON_CANONICAL)
+@pytest.mark.parametrize("parameter", ["owner_id", "limit", "offset"])
+def test_integers_in_queries_are_canonical(
+    client: httpx.Client, parameter: str, template: str
+) -> None:
+    response = client.get("/items", params={parameter: template.format(1)})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", parameter]
+
+
+def test_canonical_integers_are_served(client: httpx.Client, owner: dict[str, Any]) -> None:
+    item = new_item(client, owner["id"])
+    assert client.get(f"/users/{owner['id']}").status_code == 200
+    assert client.get(f"/items/{item['id']}").status_code == 200
+    listed = client.get("/items", params={"owner_id": owner["id"], "limit": 10, "offset": 0})
+    assert [row["id"] for row in listed.json()["items"]] == [item["id"]]
+    assert client.get("/users/0").status_code == 422  # canonical, but below the minimum
