@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import PlainValidator
+from pydantic import PlainValidator, StringConstraints
 
 from .models import INT32_MAX
 from .schemas import CanonicalInteger
@@ -17,6 +18,8 @@ from .schemas import CanonicalInteger
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 _CURSOR_PREFIX = "after:"
+_CURSOR_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Unpadded URL-safe base64, as `encode_cursor` writes it (the decoder would skip others)."""
 
 
 def encode_cursor(after_id: int) -> str:
@@ -27,7 +30,7 @@ def encode_cursor(after_id: int) -> str:
 
 def decode_cursor(value: object) -> int:
     """The row id a cursor continues after; a ValueError (so a 422) for anything else."""
-    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+    if not isinstance(value, str) or not _CURSOR_TEXT.fullmatch(value):
         raise ValueError("not a cursor returned by this service")
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
@@ -39,7 +42,14 @@ def decode_cursor(value: object) -> int:
     return int(number)
 
 
-Cursor = Annotated[int, PlainValidator(decode_cursor, json_schema_input_type=str)]
+CursorText = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=_CURSOR_TEXT.pattern)
+]
+"""A cursor as the schema describes it. An empty ``cursor=`` is refused (422), as its
+``minLength`` says, rather than read as the first page: a client that sends back an empty
+``next_cursor`` would loop forever."""
+
+Cursor = Annotated[int, PlainValidator(decode_cursor, json_schema_input_type=CursorText)]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Generic, TypeVar
 
+import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -84,7 +85,17 @@ NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 """Documents the NUL rule of `storable` in the schema (clients and schema-based fuzzers see it);
 `storable` enforces it with a clearer message than a pattern mismatch."""
 
-Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_SPECIAL_USE_DOMAINS = "|".join(map(_any_case, email_validator.SPECIAL_USE_DOMAIN_NAMES))
+NOT_SPECIAL_USE = Field(json_schema_extra={"pattern": f"^(?!.*[@.](?:{_SPECIAL_USE_DOMAINS})$)"})
+"""Documents in the schema that email-validator refuses addresses in special-use domains
+(RFC 6761: ``.test``, ``.local``, ``localhost``...), which no mail can reach."""
+
+Email = Annotated[EmailStr, NOT_SPECIAL_USE, AfterValidator(_normalise_email)]
 Password = Annotated[
     SecretStr,
     Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),

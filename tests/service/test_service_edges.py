@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -176,3 +177,61 @@ def test_canonical_integers_are_served(client: httpx.Client, owner: dict[str, An
     listed = client.get("/items", params={"owner_id": owner["id"], "limit": 10, "offset": 0})
     assert [row["id"] for row in listed.json()["items"]] == [item["id"]]
     assert client.get("/users/0").status_code == 422  # canonical, but below the minimum
+
+
+# -- what the schema says of cursors and emails --------------------------------------------
+
+
+def _schema_of(client: httpx.Client, *path: str) -> Any:
+    node: Any = client.get("/openapi.json").json()
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _cursor_schema(client: httpx.Client) -> dict[str, Any]:
+    """The schema of ``cursor`` as a string (it may also be absent)."""
+    parameters = _schema_of(client, "paths", "/items", "get", "parameters")
+    cursor = next(p for p in parameters if p["name"] == "cursor")
+    text: dict[str, Any] = next(s for s in cursor["schema"]["anyOf"] if s["type"] == "string")
+    return text
+
+
+def test_an_empty_cursor_is_422_as_the_schema_says(client: httpx.Client) -> None:
+    schema = _cursor_schema(client)
+    assert schema["minLength"] == 1
+    assert re.search(schema["pattern"], "") is None
+    for path in ("/items", "/users"):
+        response = client.get(path, params={"cursor": ""})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize("text", ["!!!!", "YWZ0ZXI6MQ==", "a" * 65])
+def test_a_cursor_outside_the_schema_is_422(client: httpx.Client, text: str) -> None:
+    assert re.search(_cursor_schema(client)["pattern"], text) is None
+    assert client.get("/items", params={"cursor": text}).status_code == 422
+
+
+SPECIAL_USE = [
+    "ada@example.test",
+    "ada@LOCALHOST",
+    "ada@printer.local",
+    "ada@x.onion",
+    "a@b.invalid",
+]
+
+
+@pytest.mark.parametrize("email", SPECIAL_USE)
+def test_emails_in_special_use_domains_are_422_as_the_schema_says(
+    client: httpx.Client, owner: dict[str, Any], email: str
+) -> None:
+    for model in ("UserCreate", "UserUpdate"):
+        schema = _schema_of(client, "components", "schemas", model, "properties", "email")
+        assert re.search(schema["pattern"], email) is None, model
+        assert re.search(schema["pattern"], "ada@example.com") is not None
+        assert re.search(schema["pattern"], "test@test.example.com") is not None
+    created = client.post("/users", json={"email": email, "name": "A", "password": "12345678"})
+    assert created.status_code == 422
+    assert client.patch(f"/users/{owner['id']}", json={"email": email}).status_code == 422
+    assert client.get(f"/users/{owner['id']}").json() == owner
