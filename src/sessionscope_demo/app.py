@@ -11,6 +11,7 @@ from sessionscope import Database
 
 from . import docs, health, items, users
 from .limits import BodySizeLimit
+from .methods import method_not_allowed
 from .passwords import Passwords
 from .settings import ServiceSettings
 
@@ -40,6 +41,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.db = db
     app.state.passwords = Passwords(settings)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(405, method_not_allowed)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     app.include_router(users.router)
     app.include_router(items.router)

@@ -235,3 +235,39 @@ def test_emails_in_special_use_domains_are_422_as_the_schema_says(
     assert created.status_code == 422
     assert client.patch(f"/users/{owner['id']}", json={"email": email}).status_code == 422
     assert client.get(f"/users/{owner['id']}").json() == owner
+
+
+# -- methods a path does not serve ---------------------------------------------------------
+
+PROBED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users",
+        "/users/{user}",
+        "/users/{user}/items",
+        "/items",
+        "/items/{item}",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    ],
+)
+def test_a_405_names_every_method_of_the_path(
+    client: httpx.Client, owner: dict[str, Any], path: str
+) -> None:
+    item = new_item(client, owner["id"])
+    url = path.format(user=owner["id"], item=item["id"])
+    options = client.options(url)
+    assert options.status_code == 405
+    allow = {method.strip() for method in options.headers["allow"].split(",")}
+    # What the path serves, asked method by method (DELETE last: it removes the row).
+    served = {
+        method
+        for method in sorted(PROBED_METHODS, key=lambda method: method == "DELETE")
+        if client.request(method, url, json={}).status_code != 405
+    }
+    assert allow == served
+    assert client.put(url, json={}).headers["allow"] == options.headers["allow"]
