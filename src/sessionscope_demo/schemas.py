@@ -113,7 +113,8 @@ ItemName = Annotated[
 Description = Annotated[
     str, StringConstraints(max_length=DESCRIPTION_LENGTH), NO_NUL, AfterValidator(storable)
 ]
-PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX)]
+PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX, strict=True)]
+"""A JSON integer: ``true``, ``"450"`` and ``450.0`` are refused, not read as numbers."""
 Timestamp = Annotated[
     datetime,
     # SQLite and MariaDB hand back naive datetimes; the service only ever stores UTC.

@@ -271,3 +271,20 @@ def test_a_405_names_every_method_of_the_path(
     }
     assert allow == served
     assert client.put(url, json={}).headers["allow"] == options.headers["allow"]
+
+
+# -- integers in bodies --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, False, "450", 450.0, 4.5, None, [450]])
+def test_a_price_is_a_json_integer(
+    client: httpx.Client, owner: dict[str, Any], value: object
+) -> None:
+    item = new_item(client, owner["id"], price_cents=450)
+    created = client.post(f"/users/{owner['id']}/items", json={"name": "x", "price_cents": value})
+    assert created.status_code == 422
+    assert created.json()["detail"][0]["loc"] == ["body", "price_cents"]
+    updated = client.patch(f"/items/{item['id']}", json={"price_cents": value})
+    assert updated.status_code == 422
+    assert client.get(f"/items/{item['id']}").json() == item
+    assert client.get("/items").json()["total"] == 1
