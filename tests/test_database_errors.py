@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import socket
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import String, select
+from sqlalchemy import String, create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessionscope import AsyncDbSession, Database, DbSession
+
+from .conftest import require_server
 
 
 class Base(DeclarativeBase):
@@ -105,3 +108,55 @@ def test_a_refused_connection_answers_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "3"
     assert response.json() == {"detail": "The database is busy or unavailable; retry later."}
+
+
+def _kill_connection(url: str, connection_id: int) -> None:
+    """End a server connection from another one, and wait until it is gone."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as admin:
+        if engine.dialect.name == "postgresql":
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({connection_id}, 10000)")
+        else:
+            admin.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_a_connection_lost_before_commit_answers_503(backend: str, flavour: str) -> None:
+    url = require_server(backend)
+    db = Database(url)
+    Base.metadata.create_all(db.sync_engine)
+    own_id = "SELECT pg_backend_pid()" if backend == "postgres" else "SELECT CONNECTION_ID()"
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.post("/sync/notes", status_code=201)
+    def create_sync(session: DbSession) -> dict[str, int]:
+        session.add(Note(text="lost"))
+        session.flush()
+        _kill_connection(url, session.execute(text(own_id)).scalar_one())
+        return {}
+
+    @app.post("/async/notes", status_code=201)
+    async def create_async(session: AsyncDbSession) -> dict[str, int]:
+        session.add(Note(text="lost"))
+        await session.flush()
+        connection_id = (await session.execute(text(own_id))).scalar_one()
+        await anyio.to_thread.run_sync(_kill_connection, url, connection_id)
+        return {}
+
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.post(f"/{flavour}/notes")
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+        with db.sync_engine.connect() as connection:
+            assert connection.scalar(select(func.count()).select_from(Note)) == 0
+    finally:
+        Base.metadata.drop_all(db.sync_engine)
+        db.sync_engine.dispose()
