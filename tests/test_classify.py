@@ -151,6 +151,11 @@ CASES: list[tuple[str, BaseException, FailureKind | None]] = [
         _wrapped(sqlite3.OperationalError("database table is locked")),
         "contention",
     ),
+    (
+        "sqlite cannot open",
+        _wrapped(sqlite3.OperationalError("unable to open database file")),
+        "unavailable",
+    ),
     ("sqlite no table", _wrapped(sqlite3.OperationalError("no such table: notes")), "other"),
     (
         "sqlite nested",

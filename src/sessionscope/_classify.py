@@ -5,7 +5,8 @@ psycopg, asyncpg) or error code (MySQL/MariaDB: pymysql, aiomysql; SQLite: pysql
 aiosqlite), never by the message alone. The kinds:
 
 * ``"unavailable"``: the database cannot be reached or is not serving (refused or lost
-  connection, server shutting down or starting up, too many connections, pool timeout);
+  connection, server shutting down or starting up, too many connections, pool timeout, a
+  SQLite file that cannot be opened);
 * ``"contention"``: the database is busy with other work (lock or busy timeout, statement
   timeout, serialization failure, deadlock);
 * ``"conflict"``: the change violates a constraint;
@@ -91,9 +92,16 @@ _MYSQL_RETRYABLE = frozenset({1213})
 # SQLite primary result codes (an extended code keeps its primary one in the low byte).
 _SQLITE_BUSY = 5  # another connection holds the lock past busy_timeout: "database is locked"
 _SQLITE_LOCKED = 6  # a conflict inside one connection or shared cache: "database table is locked"
+_SQLITE_CANTOPEN = 14  # the file cannot be opened (a volume not mounted yet): SQLite's "refused"
 # Python 3.10's sqlite3 exceptions carry no result code: their messages are SQLite's fixed
-# English texts for these two codes (sqlite3ErrStr), plus SQLITE_LOCKED_SHAREDCACHE's.
-_SQLITE_LOCK_MESSAGES = ("database is locked", "database table is locked", "database schema is")
+# English texts for these codes (sqlite3ErrStr; "database schema is locked: main" is
+# SQLITE_LOCKED_SHAREDCACHE's).
+_SQLITE_CODE_BY_MESSAGE = (
+    ("database is locked", _SQLITE_BUSY),
+    ("database table is locked", _SQLITE_LOCKED),
+    ("database schema is locked", _SQLITE_LOCKED),
+    ("unable to open database file", _SQLITE_CANTOPEN),
+)
 
 # Network failures raised by a driver without being wrapped (asyncpg's connect): errno of a
 # plain OSError. ``None``: asyncio's "Multiple exceptions: ..." when every address failed.
@@ -152,7 +160,10 @@ def _classify_driver_error(orig: BaseException | None) -> FailureKind:
     if orig is None:
         return "other"
     if isinstance(orig, sqlite3.Error):
-        return "contention" if _sqlite_is_locked(orig) else "other"
+        code = _sqlite_primary_code(orig)
+        if code == _SQLITE_CANTOPEN:
+            return "unavailable"
+        return "contention" if code in (_SQLITE_BUSY, _SQLITE_LOCKED) else "other"
     code = _mysql_code(orig)
     if code is not None:
         if code in _MYSQL_UNAVAILABLE:
@@ -172,11 +183,12 @@ def _classify_driver_error(orig: BaseException | None) -> FailureKind:
     return "other"
 
 
-def _sqlite_is_locked(orig: sqlite3.Error) -> bool:
+def _sqlite_primary_code(orig: sqlite3.Error) -> int | None:
     code = getattr(orig, "sqlite_errorcode", None)  # Python >= 3.11
     if isinstance(code, int):
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    return str(orig).startswith(_SQLITE_LOCK_MESSAGES)
+        return code & 0xFF
+    message = str(orig)
+    return next((code for text, code in _SQLITE_CODE_BY_MESSAGE if message.startswith(text)), None)
 
 
 def _mysql_code(orig: BaseException | None) -> int | None:
