@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .models import (
     DESCRIPTION_LENGTH,
@@ -113,8 +114,18 @@ ItemName = Annotated[
 Description = Annotated[
     str, StringConstraints(max_length=DESCRIPTION_LENGTH), NO_NUL, AfterValidator(storable)
 ]
-PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX, strict=True)]
-"""A JSON integer: ``true``, ``"450"`` and ``450.0`` are refused, not read as numbers."""
+
+
+def _json_integer(value: object) -> object:
+    # Lax int parsing reads true as 1 and "450" as 450. JSON Schema's integer is a number
+    # without a fractional part, 450.0 included (and the int validation accepts it).
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_json_integer)]
+"""A JSON integer: ``true`` and ``"450"`` are refused, not read as numbers."""
 Timestamp = Annotated[
     datetime,
     # SQLite and MariaDB hand back naive datetimes; the service only ever stores UTC.
