@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
+from psycopg.errors import AdminShutdown, LockNotAvailable
 from sqlalchemy import exc as sa_exc
 
 from sessionscope import (
@@ -50,10 +53,15 @@ def test_unknown_policy_is_refused() -> None:
         DatabaseConfig(commit_policy="sometimes")  # type: ignore[arg-type]
 
 
-def _dbapi(cls: type[sa_exc.DBAPIError], **kwargs: object) -> sa_exc.DBAPIError:
+def _dbapi(
+    cls: type[sa_exc.DBAPIError], orig: Exception | None = None, **kwargs: object
+) -> sa_exc.DBAPIError:
     return cls(
-        "INSERT INTO secret_table VALUES (?)", {"password": "hunter2"}, Exception("x"), **kwargs
-    )  # type: ignore[arg-type]
+        "INSERT INTO secret_table VALUES (?)",
+        {"password": "hunter2"},
+        orig or Exception("x"),
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 @pytest.mark.parametrize("at_commit", [True, False])
@@ -61,7 +69,8 @@ def _dbapi(cls: type[sa_exc.DBAPIError], **kwargs: object) -> sa_exc.DBAPIError:
     ("error", "expected", "status"),
     [
         (_dbapi(sa_exc.IntegrityError), ConflictError, 409),
-        (_dbapi(sa_exc.OperationalError), DatabaseBusyError, 503),
+        (_dbapi(sa_exc.OperationalError, AdminShutdown("shutting down")), DatabaseBusyError, 503),
+        (_dbapi(sa_exc.OperationalError, LockNotAvailable("lock")), DatabaseBusyError, 503),
         (sa_exc.TimeoutError("QueuePool limit reached"), DatabaseBusyError, 503),
         (sa_exc.DisconnectionError("gone"), DatabaseBusyError, 503),
         (_dbapi(sa_exc.InterfaceError, connection_invalidated=True), DatabaseBusyError, 503),
@@ -79,8 +88,15 @@ def test_database_errors_map_to_statuses(
         assert mapped.headers == {"Retry-After": "7"}
 
 
-def test_other_database_errors_are_500_only_at_commit() -> None:
-    error = _dbapi(sa_exc.ProgrammingError)
+@pytest.mark.parametrize(
+    "error",
+    [
+        _dbapi(sa_exc.ProgrammingError),
+        # Not every OperationalError is transient: SQLite's missing table is a bug in the app.
+        _dbapi(sa_exc.OperationalError, sqlite3.OperationalError("no such table: notes")),
+    ],
+)
+def test_other_database_errors_are_500_only_at_commit(error: sa_exc.DBAPIError) -> None:
     mapped = http_error_for(error, retry_after=1, at_commit=True)
     assert isinstance(mapped, CommitFailedError)
     assert mapped.status_code == 500

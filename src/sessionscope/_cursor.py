@@ -29,6 +29,8 @@ from sqlalchemy.types import TypeEngine
 from ._errors import SessionScopeError
 
 MAX_CURSOR_LENGTH = 1024
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?$"
+"""Unpadded URL-safe base64, and a signature after a dot when cursors are signed."""
 _SIGNATURE_BYTES = 16
 _NOT_A_CURSOR = "not a cursor returned by this listing"
 

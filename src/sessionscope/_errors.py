@@ -12,7 +12,7 @@ Every exception sessionscope raises on purpose derives from one root::
     ├── ConcurrentSessionUseError     one AsyncSession used from two tasks at once
     └── DatabaseHTTPError             (also an HTTPException) a database failure as a response
         ├── ConflictError             409: a constraint was violated (at flush or at COMMIT)
-        ├── DatabaseBusyError         503: no connection in time, or the database is unreachable
+        ├── DatabaseBusyError         503: the database is unavailable or busy; retrying can succeed
         └── CommitFailedError         500: the COMMIT failed for another reason
 
 Messages say what went wrong and how to fix it. None of them holds a password, SQL text or
@@ -85,7 +85,9 @@ class ConflictError(DatabaseHTTPError):
 
 
 class DatabaseBusyError(DatabaseHTTPError):
-    """503: no connection became free in time, or the database could not be reached."""
+    """503: a transient failure: no connection became free in time, the database could not
+    be reached or is not serving, or it is busy (lock timeout, deadlock). docs/errors.md has
+    the list."""
 
 
 class CommitFailedError(DatabaseHTTPError):

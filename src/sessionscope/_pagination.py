@@ -4,19 +4,27 @@ This module does not use ``from __future__ import annotations``: FastAPI reads t
 annotations of the ``params`` dependency, whose bounds belong to each paginator.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar, overload
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from ._cursor import InvalidCursorError, decode_cursor, encode_cursor, fingerprint_of
+from ._cursor import (
+    CURSOR_PATTERN,
+    MAX_CURSOR_LENGTH,
+    InvalidCursorError,
+    decode_cursor,
+    encode_cursor,
+    fingerprint_of,
+)
 from ._errors import ConfigurationError
 from ._keyset import keys_of, rows_after
 
@@ -226,14 +234,23 @@ class Paginator:
 
         def page_params(
             limit: Annotated[
-                int, Query(ge=1, le=self.max_limit, description="Rows per page.")
+                int,
+                Query(ge=1, le=self.max_limit, description="Rows per page."),
+                _CANONICAL_INTEGER,
             ] = self.default_limit,
             offset: Annotated[
-                int, Query(ge=0, le=self.max_offset, description="Rows to skip.")
+                int,
+                Query(ge=0, le=self.max_offset, description="Rows to skip."),
+                _CANONICAL_INTEGER,
             ] = 0,
             cursor: Annotated[
                 str | None,
-                Query(description="`next_cursor` of the previous page (keyset pagination)."),
+                Query(
+                    description="`next_cursor` of the previous page (keyset pagination).",
+                    min_length=1,
+                    max_length=MAX_CURSOR_LENGTH,
+                    pattern=CURSOR_PATTERN,
+                ),
             ] = None,
         ) -> PageRequest:
             if cursor is not None:
@@ -250,6 +267,17 @@ class Paginator:
             return PageRequest(limit=limit, offset=offset, cursor=cursor)
 
         return page_params
+
+
+def _canonical_integer(value: object) -> object:
+    """Refuse the spellings ``int()`` reads but no client means (``+1``, ``1_0``, ``01``,
+    `` 1``, ``1.0``): one spelling per number, so one URL per page."""
+    if isinstance(value, str) and not re.fullmatch(r"-?(?:0|[1-9][0-9]*)", value):
+        raise ValueError("must be an integer in plain decimal digits")
+    return value
+
+
+_CANONICAL_INTEGER = BeforeValidator(_canonical_integer)
 
 
 def _invalid(parameter: str, message: str) -> RequestValidationError:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import exc as sa_exc
-
+from ._classify import TRANSIENT_KINDS, classify
 from ._errors import (
     CommitFailedError,
     ConfigurationError,
@@ -62,19 +61,20 @@ def http_error_for(
 ) -> DatabaseHTTPError | None:
     """Return the error response a database failure becomes, or ``None`` to let it propagate.
 
-    integrity → 409; pool timeout, lost connection, operational error → 503 with
-    ``Retry-After``. Any other SQLAlchemy error becomes a 500 when it broke the COMMIT
-    (``at_commit``); raised by the endpoint it is a bug in the app and propagates to the
-    server's error handler with its traceback. The detail never holds SQL text or parameters.
+    The kind of failure comes from `classify` (exception type and SQLSTATE / driver error
+    code): a conflict → 409; a transient failure (unavailable or busy database) → 503 with
+    ``Retry-After``. Any other database error becomes a 500 when it broke the COMMIT
+    (``at_commit``); raised by the endpoint it is a bug in the app (a missing table, bad SQL)
+    and propagates to the server's error handler with its traceback. The detail never holds
+    SQL text or parameters.
     """
     if isinstance(error, DatabaseHTTPError):
         return error
-    if isinstance(error, sa_exc.IntegrityError):
+    kind = classify(error)
+    if kind == "conflict":
         return ConflictError(409, CONFLICT_DETAIL)
-    if isinstance(
-        error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.DisconnectionError)
-    ) or (isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated):
+    if kind in TRANSIENT_KINDS:
         return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(retry_after)})
-    if at_commit and isinstance(error, sa_exc.SQLAlchemyError):
+    if at_commit and kind is not None:
         return CommitFailedError(500, COMMIT_FAILED_DETAIL)
     return None

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from sessionscope import Database
 
 from . import docs, health, items, users
+from .limits import BodySizeLimit
+from .methods import method_not_allowed
 from .passwords import Passwords
 from .settings import ServiceSettings
 
@@ -34,6 +36,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.db = db
     app.state.passwords = Passwords(settings)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(405, method_not_allowed)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     app.include_router(users.router)
     app.include_router(items.router)
     app.include_router(health.router)
@@ -41,9 +45,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return app
 
 
+MALFORMED_BODY = "There was an error parsing the body"
+"""FastAPI's answer (400) to a body it cannot decode: invalid UTF-8, nesting too deep."""
+
+
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's 422 body without the ``input`` of each error: a rejected password must not
-    come back in the response (nor in whatever logs responses)."""
+    come back in the response (nor in whatever logs responses).
+
+    A body that is not JSON (truncated, trailing data, raw control characters) is a 400, as
+    FastAPI answers to the bodies it cannot decode at all: one answer for every malformed
+    body, whatever step of the decoding refused it."""
+    if any(detail.get("type") == "json_invalid" for detail in error.errors()):
+        return JSONResponse({"detail": MALFORMED_BODY}, status_code=400)
     details = [
         {key: value for key, value in detail.items() if key != "input"} for detail in error.errors()
     ]

@@ -15,8 +15,9 @@ from sessionscope.pagination import Page, PageRequest, Paginator
 
 from .models import INT32_MAX, ITEM_NAME_LENGTH, Item
 from .schemas import (
-    MALFORMED_BODY,
+    BODY_ERRORS,
     NO_NUL,
+    CanonicalInteger,
     ErrorOut,
     ItemCreate,
     ItemOut,
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["items"])
 
-ItemId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+ItemId = Annotated[int, Path(ge=1, le=INT32_MAX), CanonicalInteger]
 SearchText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ITEM_NAME_LENGTH),
@@ -55,7 +56,7 @@ async def get_item_or_404(session: AsyncSession, item_id: int) -> Item:
 @router.post(
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
-    responses={**USER_NOT_FOUND, **MALFORMED_BODY},
+    responses={**USER_NOT_FOUND, **BODY_ERRORS},
 )
 async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession) -> ItemOut:
     owner = await get_user_or_404(session, user_id)
@@ -75,7 +76,7 @@ async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession
 async def list_items(
     session: AsyncDbSession,
     page: ItemsPage,
-    owner_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    owner_id: Annotated[int | None, Query(ge=1, le=INT32_MAX), CanonicalInteger] = None,
     q: Annotated[
         SearchText | None, Query(description="Only items whose name contains this text.")
     ] = None,
@@ -94,7 +95,7 @@ async def read_item(item_id: ItemId, session: AsyncDbSession) -> ItemOut:
     return ItemOut.model_validate(await get_item_or_404(session, item_id))
 
 
-@router.patch("/items/{item_id}", responses={**NOT_FOUND, **MALFORMED_BODY})
+@router.patch("/items/{item_id}", responses={**NOT_FOUND, **BODY_ERRORS})
 async def update_item(item_id: ItemId, body: ItemUpdate, session: AsyncDbSession) -> ItemOut:
     item = await get_item_or_404(session, item_id)
     for field, value in body.model_dump(exclude_unset=True).items():

@@ -3,12 +3,15 @@ reach the database in a form it refuses (which would be a 500 instead of a 422).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
+import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -18,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .models import (
     DESCRIPTION_LENGTH,
@@ -44,6 +48,21 @@ def storable(value: str) -> str:
     return value
 
 
+_CANONICAL_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+
+
+def _canonical_integer(value: object) -> object:
+    """Refuse the spellings ``int()`` reads but no client means: ``+1``, ``1_0`` (10),
+    ``01``, `` 1``, ``1.0``. Path and query values arrive as strings."""
+    if isinstance(value, str) and not _CANONICAL_INTEGER.fullmatch(value):
+        raise ValueError("must be an integer in plain decimal digits")
+    return value
+
+
+CanonicalInteger = BeforeValidator(_canonical_integer)
+"""For integer path and query parameters: one spelling per number, so one URL per resource."""
+
+
 def _normalise_email(value: str) -> str:
     # email-validator already lowercases the domain; the whole address is lowercased so that
     # uniqueness means the same thing on every database, whatever its collation.
@@ -67,7 +86,17 @@ NO_NUL = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
 """Documents the NUL rule of `storable` in the schema (clients and schema-based fuzzers see it);
 `storable` enforces it with a clearer message than a pattern mismatch."""
 
-Email = Annotated[EmailStr, AfterValidator(_normalise_email)]
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_SPECIAL_USE_DOMAINS = "|".join(map(_any_case, email_validator.SPECIAL_USE_DOMAIN_NAMES))
+NOT_SPECIAL_USE = Field(json_schema_extra={"pattern": f"^(?!.*[@.](?:{_SPECIAL_USE_DOMAINS})$)"})
+"""Documents in the schema that email-validator refuses addresses in special-use domains
+(RFC 6761: ``.test``, ``.local``, ``localhost``...), which no mail can reach."""
+
+Email = Annotated[EmailStr, NOT_SPECIAL_USE, AfterValidator(_normalise_email)]
 Password = Annotated[
     SecretStr,
     Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
@@ -85,7 +114,18 @@ ItemName = Annotated[
 Description = Annotated[
     str, StringConstraints(max_length=DESCRIPTION_LENGTH), NO_NUL, AfterValidator(storable)
 ]
-PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
+def _json_integer(value: object) -> object:
+    # Lax int parsing reads true as 1 and "450" as 450. JSON Schema's integer is a number
+    # without a fractional part, 450.0 included (and the int validation accepts it).
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+PriceCents = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_json_integer)]
+"""A JSON integer: ``true`` and ``"450"`` are refused, not read as numbers."""
 Timestamp = Annotated[
     datetime,
     # SQLite and MariaDB hand back naive datetimes; the service only ever stores UTC.
@@ -169,4 +209,7 @@ class ErrorOut(BaseModel):
 
 Responses = dict[int | str, dict[str, Any]]
 
-MALFORMED_BODY: Responses = {400: {"model": ErrorOut, "description": "The body is not JSON"}}
+BODY_ERRORS: Responses = {
+    400: {"model": ErrorOut, "description": "The body is not JSON"},
+    413: {"model": ErrorOut, "description": "The body is larger than MAX_REQUEST_BODY_BYTES"},
+}

@@ -37,6 +37,10 @@ class ServiceSettings(BaseSettings):
             check_on_startup=self.database_check_on_startup,
         )
 
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
+    """Largest request body accepted; a larger one is answered 413 before it is parsed. The
+    largest valid body, every character escaped in JSON, is below 30 KiB."""
+
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

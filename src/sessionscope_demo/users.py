@@ -15,13 +15,21 @@ from sessionscope.pagination import Page, PageRequest, Paginator
 
 from .models import INT32_MAX, Item, User
 from .passwords import PasswordHasher
-from .schemas import MALFORMED_BODY, ErrorOut, Responses, UserCreate, UserOut, UserUpdate
+from .schemas import (
+    BODY_ERRORS,
+    CanonicalInteger,
+    ErrorOut,
+    Responses,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+UserId = Annotated[int, Path(ge=1, le=INT32_MAX), CanonicalInteger]
 
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "No such user"}}
 CONFLICT: Responses = {409: {"model": ErrorOut, "description": "The email address is taken"}}
@@ -55,7 +63,7 @@ async def _refuse_taken_email(session: AsyncSession, email: str) -> None:
         raise HTTPException(status.HTTP_409_CONFLICT, EMAIL_TAKEN)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **MALFORMED_BODY})
+@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **BODY_ERRORS})
 async def create_user(
     body: UserCreate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:
@@ -80,7 +88,7 @@ async def read_user(user_id: UserId, session: AsyncDbSession) -> UserOut:
     return UserOut.model_validate(await get_user_or_404(session, user_id))
 
 
-@router.patch("/{user_id}", responses={**NOT_FOUND, **CONFLICT, **MALFORMED_BODY})
+@router.patch("/{user_id}", responses={**NOT_FOUND, **CONFLICT, **BODY_ERRORS})
 async def update_user(
     user_id: UserId, body: UserUpdate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:

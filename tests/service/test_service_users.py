@@ -127,12 +127,8 @@ def test_invalid_user_input_is_422(client: httpx.Client, field: str, value: obje
     assert client.get("/users").json()["total"] == 0
 
 
-def test_missing_fields_and_broken_json_are_422(client: httpx.Client) -> None:
+def test_missing_fields_are_422(client: httpx.Client) -> None:
     assert client.post("/users", json={}).status_code == 422
-    broken = client.post(
-        "/users", content=b"{not json", headers={"content-type": "application/json"}
-    )
-    assert broken.status_code == 422
 
 
 def test_a_lone_surrogate_is_422_not_500(client: httpx.Client) -> None:
