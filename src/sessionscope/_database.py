@@ -138,6 +138,20 @@ class Database:
         """`shutdown` for scripts without an event loop: close every pooled connection."""
         self._standalone.stop_sync()
 
+    def __enter__(self) -> Database:
+        """``with db:`` in a script: the engines it used are disposed of at the end."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Database:
+        """``async with db:`` in an async script: `shutdown` at the end."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
+
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         """Lifespan of an app: ``FastAPI(lifespan=db.lifespan)``.
