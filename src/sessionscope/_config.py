@@ -18,6 +18,8 @@ DEFAULT_URL = "sqlite:///./sessionscope.db"
 
 SyncInAsync = Literal["raise", "warn"]
 
+SessionClass = Literal["sqlalchemy", "sqlmodel"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
@@ -81,6 +83,12 @@ class DatabaseConfig:
     retry_after: int = 1
     """Seconds sent in ``Retry-After`` with 503 responses."""
 
+    session_class: SessionClass = "sqlalchemy"
+    """The sessions' classes: SQLAlchemy's ``Session`` / ``AsyncSession``, or SQLModel's
+    (``"sqlmodel"``, extra ``sessionscope[sqlmodel]``), whose ``exec()`` returns model
+    objects. Either way with sessionscope's guards. Routes that declare
+    ``sessionscope.sqlmodel.DbSession`` / ``AsyncDbSession`` get SQLModel's regardless."""
+
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
 
@@ -106,6 +114,10 @@ class DatabaseConfig:
                 f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}"
             )
         check_commit_policy(self.commit_policy)
+        if self.session_class not in ("sqlalchemy", "sqlmodel"):
+            raise ConfigurationError(
+                f"session_class must be 'sqlalchemy' or 'sqlmodel', got {self.session_class!r}"
+            )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DatabaseConfig:
@@ -150,6 +162,7 @@ class DatabaseOptions(TypedDict, total=False):
     commit_policy: CommitPolicy
     check_on_startup: bool
     retry_after: int
+    session_class: SessionClass
     engine_options: Mapping[str, Any]
 
 
@@ -183,6 +196,7 @@ class DatabaseSettings(BaseSettings):
     commit_policy: CommitPolicy = default("commit_policy")
     check_on_startup: bool = default("check_on_startup")
     retry_after: int = default("retry_after")
+    session_class: SessionClass = default("session_class")
 
     def to_config(self, **overrides: Any) -> DatabaseConfig:
         """The configuration these settings describe; ``overrides`` win (as `Database`

@@ -8,9 +8,10 @@ later SQLAlchemy adds is guarded too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import event
@@ -44,6 +45,14 @@ NOT_EXCLUSIVE = frozenset({"close", "aclose", "reset", "invalidate"})
 work must always be possible. They wait for that task's operation in progress to finish."""
 
 _T = TypeVar("_T")
+
+
+def is_coroutine_method(method: object) -> bool:
+    """Whether ``method`` is a coroutine function, also under a decorator that hides it
+    (``typing_extensions.deprecated`` on Python < 3.12, as SQLModel's ``execute`` has)."""
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(
+        inspect.unwrap(method)  # type: ignore[arg-type]
+    )
 
 
 def public_methods(cls: type) -> list[str]:
@@ -106,24 +115,22 @@ def _after_other_task(
 
     @functools.wraps(method)
     async def guarded(self: ScopedAsyncSession, *args: Any, **kwargs: Any) -> _T:
-        task = asyncio.current_task()
         owner = self._sessionscope_owner
-        if owner is None or owner is task:
+        if owner is None or owner is asyncio.current_task():
             return await method(self, *args, **kwargs)
-        self._sessionscope_closer = task
-        try:
-            while self._sessionscope_owner not in (None, task):
-                released = self._sessionscope_released
-                if released is None:
-                    released = asyncio.get_running_loop().create_future()
-                    self._sessionscope_released = released
-                await released
+        async with ending(self):
             return await method(self, *args, **kwargs)
-        finally:
-            self._sessionscope_closer = None
 
     guarded.__sessionscope_guarded__ = True  # type: ignore[attr-defined]
     return guarded
+
+
+def ending(session: AsyncSession) -> contextlib.AbstractAsyncContextManager[None]:
+    """Wait until no other task runs an operation on ``session``, and let none start one
+    until the block ends: the block (a unit of work's commit and close) has it to itself."""
+    if isinstance(session, ScopedAsyncSession):
+        return session._sessionscope_ending()
+    return contextlib.nullcontext()
 
 
 def guard_async_methods(cls: type[AsyncSession]) -> None:
@@ -131,7 +138,7 @@ def guard_async_methods(cls: type[AsyncSession]) -> None:
     as SQLModel's adds) exclusive to one task at a time; the ending ones wait their turn."""
     for name in public_methods(cls):
         method = getattr(cls, name)
-        if not inspect.iscoroutinefunction(method):
+        if not is_coroutine_method(method):
             continue
         if getattr(method, "__sessionscope_guarded__", False):
             continue
@@ -147,6 +154,24 @@ class ScopedAsyncSession(AsyncSession):
     _sessionscope_owner: asyncio.Task[Any] | None = None
     _sessionscope_closer: asyncio.Task[Any] | None = None
     _sessionscope_released: asyncio.Future[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def _sessionscope_ending(self) -> AsyncIterator[None]:
+        if self._sessionscope_closer is not None:
+            yield
+            return
+        task = asyncio.current_task()
+        self._sessionscope_closer = task
+        try:
+            while self._sessionscope_owner not in (None, task):
+                released = self._sessionscope_released
+                if released is None:
+                    released = asyncio.get_running_loop().create_future()
+                    self._sessionscope_released = released
+                await released
+            yield
+        finally:
+            self._sessionscope_closer = None
 
 
 guard_async_methods(ScopedAsyncSession)
@@ -224,7 +249,7 @@ def _make_ended_class(cls: type[Any]) -> type[Any]:
             continue
         original = getattr(cls, name)
         namespace[name] = (
-            _refuse_async(name) if inspect.iscoroutinefunction(original) else _refuse_sync(name)
+            _refuse_async(name) if is_coroutine_method(original) else _refuse_sync(name)
         )
     return type(f"Ended{cls.__name__}", (cls,), namespace)
 
