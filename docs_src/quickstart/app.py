@@ -26,7 +26,7 @@ class NoteOut(NoteIn):
     id: int
 
 
-db = Database.from_env()  # DATABASE_URL, default sqlite:///./sessionscope.db
+db = Database.from_env(default_url="sqlite:///./sessionscope.db")  # unless DATABASE_URL is set
 app = FastAPI(lifespan=db.lifespan)
 
 

@@ -7,7 +7,7 @@ from sessionscope import Database, DbSession
 
 from .app import Note
 
-db = Database.from_env()
+db = Database.from_env(default_url="sqlite:///./sessionscope.db")
 app = FastAPI(lifespan=db.lifespan)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from docs_src.quickstart.app import Base, Note
 from sessionscope import Database
 
-db = Database.from_env()
+db = Database.from_env(default_url="sqlite:///./sessionscope.db")  # the Quick start's
 
 
 def main() -> None:

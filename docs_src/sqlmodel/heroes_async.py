@@ -43,7 +43,7 @@ class HeroUpdate(HeroBase):
     secret_name: str | None = None
 
 
-db = Database.from_env()
+db = Database.from_env(default_url="sqlite:///./heroes.db")
 
 
 @asynccontextmanager

@@ -4,6 +4,9 @@ with an error naming the URL form and the extra that installs its drivers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL
 
@@ -89,4 +92,21 @@ def missing_driver_message(url: URL, module: str) -> str:
         f"{head}. sessionscope's extra installs {sync_driver} and {async_driver}: write the URL "
         f"as '{backend}+{sync_driver}://...' or '{backend}+{async_driver}://...' and run "
         f"{install}; or install the {driver!r} driver yourself"
+    )
+
+
+def describe_flavours(sync_url: URL, async_url: URL, missing: Mapping[Any, object]) -> str:
+    """One line for the start-up log: the URL in use (password masked) and the driver each
+    flavour of session goes through, e.g. that a ``postgresql+psycopg://`` URL serves async
+    sessions through asyncpg. ``missing``: flavours left out, with the reason."""
+    parts = []
+    for flavour, url in (("sync", sync_url), ("async", async_url)):
+        if flavour in missing:
+            parts.append(f"{flavour} sessions unavailable ({missing[flavour]})")
+            continue
+        where = "" if url.set(drivername=sync_url.drivername) == sync_url else f" at {_masked(url)}"
+        parts.append(f"{flavour} sessions through {url.get_driver_name()}{where}")
+    return (
+        f"database {_masked(sync_url.set(drivername=sync_url.get_backend_name()))}: "
+        + ", ".join(parts)
     )
