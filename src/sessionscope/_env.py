@@ -3,6 +3,7 @@ when asked), without a silent fallback to a file nobody named."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ def config_from_env(
     # pydantic-settings' own keyword for the file; variables of the environment win over it.
     source: dict[str, Any] = {} if env_file is None else {"_env_file": env_file}
     settings = DatabaseSettings(**source)
+    config = settings.to_config(**overrides)  # a misspelt option is named first
     if "url" not in settings.model_fields_set:
         if default_url is None:
             where = "in the environment" + (f" or in {str(env_file)!r}" if env_file else "")
@@ -29,5 +31,5 @@ def config_from_env(
                 "file with Database.from_env(env_file='.env'), or name a local fallback: "
                 "Database.from_env(default_url='sqlite:///./app.db')."
             )
-        overrides = {"url": default_url, **overrides}
-    return settings.to_config(**overrides)
+        config = dataclasses.replace(config, url=default_url)
+    return config

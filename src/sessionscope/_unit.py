@@ -60,6 +60,7 @@ class UnitOfWork:
         "mode",
         "owner",
         "policy",
+        "route",
         "stream_status",
         "sync_session",
     )
@@ -82,6 +83,8 @@ class UnitOfWork:
         """Where the unit runs; set when its session opens."""
         self.mode: UnitMode = mode
         self.policy: CommitPolicy = policy
+        self.route: str | None = None
+        """``METHOD /path`` of the request's route, for messages (``None`` outside requests)."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
