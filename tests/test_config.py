@@ -224,3 +224,27 @@ def test_forked_worker_gets_fresh_pools(tmp_path: Path) -> None:
 
 def _report_pool(db: Database, queue: object) -> None:
     queue.put(db.sync_engine.pool.checkedin())  # type: ignore[attr-defined]
+
+
+def test_sessionscope_loggers_carry_only_sessionscope_s_own_messages(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from fastapi import FastAPI
+
+    from sessionscope.testing import app_client
+
+    db = Database(f"sqlite:///{tmp_path / 'logs.db'}")
+    app = FastAPI(lifespan=db.lifespan)
+    with caplog.at_level(logging.INFO), app_client(app):
+        pass  # start-up and shutdown: engines created, checked and disposed of
+    ours = [(r.name, r.getMessage()) for r in caplog.records if r.name.startswith("sessionscope")]
+    assert ours == [
+        (
+            "sessionscope",
+            f"database sqlite:///{tmp_path / 'logs.db'}: sync sessions through "
+            "pysqlite, async sessions through aiosqlite",
+        )
+    ]
+    # The pools' own messages ("Pool disposed...") went to SQLAlchemy's loggers, which are
+    # quiet unless echo_pool is set.
+    assert not any("Pool disposed" in message for _, message in ours)
