@@ -99,7 +99,8 @@ def sessionscope_database(
                 "`sessionscope_database` fixture to return it",
                 pytrace=False,
             )
-        yield db
+        with db:  # at the end, close the connections the test bindings opened
+            yield db
         return
     if sessionscope_url is None:
         pytest.fail(_NO_APP, pytrace=False)
