@@ -208,6 +208,18 @@ def test_sqlmodel_dependencies_upgrade_a_session_another_dependency_opened(
         assert client.get("/crew").json() == []
 
 
+def test_an_ended_session_stays_sealed_when_asked_for_as_sqlmodel_s(database_url: str) -> None:
+    from sessionscope._session_kinds import as_sqlmodel
+
+    db = Database(database_url)
+    with db:
+        with db.transaction(readonly=True) as session:
+            pass
+        as_sqlmodel(session)
+        with pytest.raises(SessionClosedError):
+            session.execute(select(1))  # type: ignore[call-overload]
+
+
 def test_plain_sessions_stay_sqlalchemy_s(database_url: str) -> None:
     db = Database(database_url)
     with db, db.transaction(readonly=True) as session:

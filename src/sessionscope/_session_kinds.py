@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from ._config import SessionClass
 from ._errors import MissingDriverError
 from ._sessions import (
+    ENDED_KEY,
     ReadOnlyAsyncSession,
     ReadOnlySession,
     ScopedAsyncSession,
@@ -73,6 +74,9 @@ def as_sqlmodel(session: Any) -> None:
     """Make an open session of a unit of work SQLModel's (in place: SQLModel's classes add
     methods, no state), so that a route asking for SQLModel's session gets one even when
     another dependency of the request opened it first."""
+    sync_session = session.sync_session if isinstance(session, AsyncSession) else session
+    if ENDED_KEY in sync_session.info:
+        return  # sealed: its class refuses every use, and must keep doing so
     readonly = isinstance(session, (ReadOnlySession, ReadOnlyAsyncSession))
     sync_class, async_class = _sqlmodel_classes(readonly)
     if isinstance(session, AsyncSession):
