@@ -20,9 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["docs_src.scripts.notes_script", "docs_src.scripts.notes_async_script"]
 
+_EXTRA = [p for p in os.environ.get("SESSIONSCOPE_TEST_EXTRA_PYTHONS", "").split(os.pathsep) if p]
 INTERPRETERS = [
-    sys.executable,
-    *(p for p in os.environ.get("SESSIONSCOPE_TEST_EXTRA_PYTHONS", "").split(os.pathsep) if p),
+    pytest.param(sys.executable, id="this-python"),
+    *(pytest.param(path, id=f"extra-python-{n}") for n, path in enumerate(_EXTRA, 1)),
 ]
 
 RUN_THEN_CHECK = """
