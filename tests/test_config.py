@@ -58,9 +58,51 @@ def test_from_env_reads_database_variables(monkeypatch: pytest.MonkeyPatch) -> N
     assert db.config.overflow_idle_timeout == 2.5
 
 
-def test_from_env_defaults_to_a_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_env_falls_back_only_to_a_default_url_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    assert Database.from_env().config.url.startswith("sqlite:///")
+    with pytest.raises(ConfigurationError, match=r"DATABASE_URL is not set.*default_url="):
+        Database.from_env()
+    assert Database.from_env(default_url="sqlite:///./local.db").config.url == (
+        "sqlite:///./local.db"
+    )
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///./deployed.db")
+    assert Database.from_env(default_url="sqlite:///./local.db").config.url == (
+        "sqlite:///./deployed.db"
+    )
+
+
+def test_from_env_reads_an_env_file_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_POOL_SIZE", raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "DATABASE_URL=postgresql+psycopg://app:pw@db.example/app\nDATABASE_POOL_SIZE=7\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"not set in the environment\b"):
+        Database.from_env()  # a .env file is read only when asked
+    db = Database.from_env(env_file=".env")
+    assert (db.config.url, db.config.pool_size) == ("postgresql+psycopg://app:pw@db.example/app", 7)
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "9")  # the environment wins over the file
+    assert Database.from_env(env_file=env_file).config.pool_size == 9
+
+
+def test_startup_logs_the_masked_url_and_each_flavour_s_driver(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = Database("postgresql+psycopg://app:s3cr3t-pw@db.example/app", check_on_startup=False)
+    with caplog.at_level(logging.INFO, logger="sessionscope"):
+        anyio.run(db.startup)
+        db.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "sessionscope"]
+    assert lines == [
+        "database postgresql://app:***@db.example/app: sync sessions through psycopg, "
+        "async sessions through asyncpg"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -182,3 +224,27 @@ def test_forked_worker_gets_fresh_pools(tmp_path: Path) -> None:
 
 def _report_pool(db: Database, queue: object) -> None:
     queue.put(db.sync_engine.pool.checkedin())  # type: ignore[attr-defined]
+
+
+def test_sessionscope_loggers_carry_only_sessionscope_s_own_messages(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from fastapi import FastAPI
+
+    from sessionscope.testing import app_client
+
+    db = Database(f"sqlite:///{tmp_path / 'logs.db'}")
+    app = FastAPI(lifespan=db.lifespan)
+    with caplog.at_level(logging.INFO), app_client(app):
+        pass  # start-up and shutdown: engines created, checked and disposed of
+    ours = [(r.name, r.getMessage()) for r in caplog.records if r.name.startswith("sessionscope")]
+    assert ours == [
+        (
+            "sessionscope",
+            f"database sqlite:///{tmp_path / 'logs.db'}: sync sessions through "
+            "pysqlite, async sessions through aiosqlite",
+        )
+    ]
+    # The pools' own messages ("Pool disposed...") went to SQLAlchemy's loggers, which are
+    # quiet unless echo_pool is set.
+    assert not any("Pool disposed" in message for _, message in ours)

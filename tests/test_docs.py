@@ -13,12 +13,23 @@ from sqlalchemy import create_engine
 
 @pytest.fixture
 def quickstart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TestClient]:
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'quickstart.db'}")
+    # As written: no DATABASE_URL, so its default SQLite file, fresh, in the working directory;
+    # the app creates its own tables.
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
     module = importlib.import_module("docs_src.quickstart.app")
-    module = importlib.reload(module)  # read DATABASE_URL of this test
-    module.Base.metadata.create_all(module.db.sync_engine)
+    module = importlib.reload(module)  # a Database for this test's directory
     with TestClient(module.app) as client:
         yield client
+    assert (tmp_path / "sessionscope.db").exists()
+
+
+def test_quickstart_as_written_answers_201_then_200(quickstart: TestClient) -> None:
+    created = quickstart.post("/notes", json={"text": "first run"})
+    assert created.status_code == 201, created.text
+    read = quickstart.get(f"/notes/{created.json()['id']}")
+    assert read.status_code == 200, read.text
+    assert read.json() == {"id": created.json()["id"], "text": "first run"}
 
 
 def test_quickstart_creates_and_reads_a_note(quickstart: TestClient) -> None:

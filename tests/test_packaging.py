@@ -67,6 +67,7 @@ def test_the_metadata_declares_the_license_and_runtime_extras_only(wheel: Path) 
         "sqlite",
         "testing",
         "cli",
+        "sqlmodel",
         "demo",
     }
     required = {

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sessionscope import AsyncDbSession, Database, DbSession
+from sessionscope import AsyncDbSession, Database
 
 
 class Base(DeclarativeBase):
@@ -27,8 +30,18 @@ class NoteOut(NoteIn):
 
 
 # --8<-- [start:app]
-db = Database.from_env()  # DATABASE_URL, default sqlite:///./sessionscope.db
-app = FastAPI(lifespan=db.lifespan)
+db = Database.from_env(default_url="sqlite:///./sessionscope.db")  # unless DATABASE_URL is set
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with db.async_engine.begin() as connection:  # create the tables (or run migrations)
+        await connection.run_sync(Base.metadata.create_all)
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+db.init_app(app)  # engines created around the app's lifespan, disposed at shutdown
 
 
 @app.post("/notes", status_code=201)
@@ -40,8 +53,8 @@ async def create_note(note: NoteIn, session: AsyncDbSession) -> NoteOut:
 
 
 @app.get("/notes/{note_id}")
-def read_note(note_id: int, session: DbSession) -> NoteOut:  # sync works the same way
-    row = session.get(Note, note_id)
+async def read_note(note_id: int, session: AsyncDbSession) -> NoteOut:
+    row = await session.get(Note, note_id)
     if row is None:
         raise HTTPException(404, "no such note")
     return NoteOut(id=row.id, text=row.text)

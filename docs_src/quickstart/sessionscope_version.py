@@ -8,7 +8,7 @@ from sessionscope import Database, DbSession
 from .app import Note
 
 # --8<-- [start:pattern]
-db = Database.from_env()
+db = Database.from_env(default_url="sqlite:///./sessionscope.db")
 app = FastAPI(lifespan=db.lifespan)
 
 

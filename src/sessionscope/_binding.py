@@ -73,8 +73,11 @@ class _Binding:
             f"this database is bound to a test transaction on a {self.flavour} connection, and "
             f"{'an' if flavour == 'async' else 'a'} {flavour} session here would write outside "
             "the test's rollback. Bind the "
-            f"{flavour} flavour instead: {binder} (pytest: the `{fixture}` fixture), or use "
-            "one session flavour in the app and the test."
+            f"{flavour} flavour instead: {binder} (pytest: the `{fixture}` fixture). An app "
+            "that uses both flavours cannot share one rolled-back transaction between them: "
+            "test each flavour's routes with its own fixtures, and a request sequence that "
+            "crosses flavours with sessionscope.testing.app_client(app) on a test database "
+            "(docs/testing.md, 'Apps that mix flavours')."
         )
 
 

@@ -18,6 +18,10 @@ DEFAULT_URL = "sqlite:///./sessionscope.db"
 
 SyncInAsync = Literal["raise", "warn"]
 
+SessionClass = Literal["sqlalchemy", "sqlmodel"]
+
+ManualCommit = Literal["warn", "raise", "allow"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class DatabaseConfig:
@@ -81,6 +85,18 @@ class DatabaseConfig:
     retry_after: int = 1
     """Seconds sent in ``Retry-After`` with 503 responses."""
 
+    manual_commit: ManualCommit = "warn"
+    """What a ``session.commit()`` in a request handler does. It makes the work before it
+    permanent whatever the response, so an error response no longer rolls it back:
+    ``"warn"`` emits a `ManualCommitWarning` once per route, ``"raise"`` refuses the commit
+    (`SessionScopeError`), ``"allow"`` lets it pass silently."""
+
+    session_class: SessionClass = "sqlalchemy"
+    """The sessions' classes: SQLAlchemy's ``Session`` / ``AsyncSession``, or SQLModel's
+    (``"sqlmodel"``, extra ``sessionscope[sqlmodel]``), whose ``exec()`` returns model
+    objects. Either way with sessionscope's guards. Routes that declare
+    ``sessionscope.sqlmodel.DbSession`` / ``AsyncDbSession`` get SQLModel's regardless."""
+
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
 
@@ -106,6 +122,14 @@ class DatabaseConfig:
                 f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}"
             )
         check_commit_policy(self.commit_policy)
+        if self.manual_commit not in ("warn", "raise", "allow"):
+            raise ConfigurationError(
+                f"manual_commit must be 'warn', 'raise' or 'allow', got {self.manual_commit!r}"
+            )
+        if self.session_class not in ("sqlalchemy", "sqlmodel"):
+            raise ConfigurationError(
+                f"session_class must be 'sqlalchemy' or 'sqlmodel', got {self.session_class!r}"
+            )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DatabaseConfig:
@@ -150,6 +174,8 @@ class DatabaseOptions(TypedDict, total=False):
     commit_policy: CommitPolicy
     check_on_startup: bool
     retry_after: int
+    manual_commit: ManualCommit
+    session_class: SessionClass
     engine_options: Mapping[str, Any]
 
 
@@ -183,6 +209,8 @@ class DatabaseSettings(BaseSettings):
     commit_policy: CommitPolicy = default("commit_policy")
     check_on_startup: bool = default("check_on_startup")
     retry_after: int = default("retry_after")
+    manual_commit: ManualCommit = default("manual_commit")
+    session_class: SessionClass = default("session_class")
 
     def to_config(self, **overrides: Any) -> DatabaseConfig:
         """The configuration these settings describe; ``overrides`` win (as `Database`

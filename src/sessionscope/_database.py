@@ -9,6 +9,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -20,9 +21,10 @@ from starlette.requests import Request
 from typing_extensions import Unpack
 
 from ._asgi import UnitOfWorkBoundary
-from ._config import DatabaseConfig, DatabaseOptions, DatabaseSettings
+from ._config import DatabaseConfig, DatabaseOptions
 from ._dependencies import request_async_session, request_sync_session
 from ._engines import mask_url
+from ._env import config_from_env
 from ._errors import ConfigurationError
 from ._runtime import (
     Attachment,
@@ -78,12 +80,26 @@ class Database:
         self._app_runtimes: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
 
     @classmethod
-    def from_env(cls, *, name: str = "default", **overrides: Unpack[DatabaseOptions]) -> Database:
-        """Read ``DATABASE_URL`` (default: a SQLite file ``./sessionscope.db``) and
-        ``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``, ``DATABASE_OVERFLOW_IDLE_TIMEOUT``,
-        ``DATABASE_POOL_TIMEOUT``, ``DATABASE_POOL_RECYCLE``, ``DATABASE_PING_AFTER_IDLE``,
-        ``DATABASE_ECHO``."""
-        return cls(config=DatabaseSettings().to_config(**overrides), name=name)
+    def from_env(
+        cls,
+        *,
+        name: str = "default",
+        env_file: str | Path | None = None,
+        default_url: str | None = None,
+        **overrides: Unpack[DatabaseOptions],
+    ) -> Database:
+        """Read ``DATABASE_URL`` and the other ``DATABASE_*`` variables (every
+        `DatabaseConfig` field but ``engine_options``); keyword ``overrides`` win.
+
+        ``env_file``: also read this ``.env`` file (environment variables win over it, as in
+        pydantic-settings). ``default_url``: the URL when ``DATABASE_URL`` is set nowhere;
+        without it, a missing ``DATABASE_URL`` is a `ConfigurationError`, never a silent
+        fallback to a local file.
+        """
+        config = config_from_env(
+            env_file=env_file, default_url=default_url, overrides=dict(overrides)
+        )
+        return cls(config=config, name=name)
 
     @property
     def config(self) -> DatabaseConfig:
@@ -137,6 +153,20 @@ class Database:
     def close(self) -> None:
         """`shutdown` for scripts without an event loop: close every pooled connection."""
         self._standalone.stop_sync()
+
+    def __enter__(self) -> Database:
+        """``with db:`` in a script: the engines it used are disposed of at the end."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Database:
+        """``async with db:`` in an async script: `shutdown` at the end."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shutdown()
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

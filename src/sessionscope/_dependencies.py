@@ -19,6 +19,7 @@ from ._errors import (
     SessionClosedError,
     SessionScopeError,
 )
+from ._manual_commit import route_label
 from ._policy import CommitPolicy, check_commit_policy
 from ._runtime import Binder, UnitMode, acquire_slot
 from ._unit import UnitOfWork, current_unit
@@ -106,6 +107,7 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
         # requests queue here too, in arrival order, instead of inside the pool.
         await acquire_slot(slots, unit.config)
         unit.hold_slot(slots)
+    unit.route = route_label(scope)
     current_unit.set(unit)
     return binder
 

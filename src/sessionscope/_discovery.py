@@ -64,17 +64,34 @@ def session_flavours(app: Any) -> set[Flavour]:
     """Which session flavours the app's routes ask for, through any depth of dependencies
     and of included routers."""
     found: set[Flavour] = set()
+    for call in _dependency_calls(app):
+        if call in (get_session, Database.get_session):
+            found.add("sync")
+        elif call in (get_async_session, Database.get_async_session):
+            found.add("async")
+        else:
+            # Other session dependencies (sessionscope.sqlmodel's) say which flavour they are.
+            flavour = getattr(call, "sessionscope_flavour", None)
+            if flavour in ("sync", "async"):
+                found.add(flavour)
+    return found
+
+
+def uses_sqlmodel(app: Any, db: Database) -> bool:
+    """Whether the app's sessions are SQLModel's: by configuration, or because its routes
+    ask for ``sessionscope.sqlmodel``'s sessions."""
+    if db.config.session_class == "sqlmodel":
+        return True
+    return any(getattr(call, "sessionscope_sqlmodel", False) for call in _dependency_calls(app))
+
+
+def _dependency_calls(app: Any) -> Iterator[Any]:
     pending = list(_route_dependants(getattr(app, "routes", ())))
     while pending:
         dependant = pending.pop()
         for dependency in dependant.dependencies:
-            call = getattr(dependency.call, "__func__", dependency.call)
-            if call in (get_session, Database.get_session):
-                found.add("sync")
-            elif call in (get_async_session, Database.get_async_session):
-                found.add("async")
+            yield getattr(dependency.call, "__func__", dependency.call)
             pending.append(dependency)
-    return found
 
 
 def _route_dependants(routes: Any) -> Iterator[Dependant]:

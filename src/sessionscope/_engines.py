@@ -16,14 +16,8 @@ from sqlalchemy.util import get_cls_kwargs
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
 from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
+from ._urls import DRIVER_PAIRS, missing_driver_message, normalize_url
 
-# backend -> (sync driver, async driver, extra that installs them)
-_DRIVER_PAIRS: dict[str, tuple[str, str, str]] = {
-    "sqlite": ("pysqlite", "aiosqlite", "sqlite"),
-    "postgresql": ("psycopg", "asyncpg", "postgres"),
-    "mysql": ("pymysql", "aiomysql", "mysql"),
-    "mariadb": ("pymysql", "aiomysql", "mysql"),
-}
 _ASYNC_DRIVERS = frozenset({"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"})
 
 SQLITE_BEGIN_OPTION = "sessionscope_sqlite_begin"
@@ -42,8 +36,10 @@ def mask_url(url: str | URL) -> str:
 
 
 def parse_url(url: str | URL) -> URL:
+    """The URL sessionscope serves for ``url`` (see `normalize_url`); a `ConfigurationError`
+    naming the URL forms when it cannot."""
     try:
-        return make_url(url)
+        return normalize_url(make_url(url))
     except sa_exc.ArgumentError:
         raise ConfigurationError(
             f"cannot parse the database URL {mask_url(url)!r}; expected "
@@ -60,7 +56,7 @@ def flavour_urls(config: DatabaseConfig) -> tuple[URL, URL]:
     """The (sync, async) URLs of a configuration, the missing one derived from the other."""
     url = parse_url(config.url)
     backend = url.get_backend_name()
-    pair = _DRIVER_PAIRS.get(backend)
+    pair = DRIVER_PAIRS.get(backend)
     if config.sync_url is not None:
         sync_url = parse_url(config.sync_url)
     elif not is_async_url(url):
@@ -159,18 +155,7 @@ def _drop_unaccepted_pool_options(kwargs: dict[str, Any], options: Mapping[str, 
 
 
 def _missing_driver(url: URL, error: ImportError) -> MissingDriverError:
-    backend = url.get_backend_name()
-    pair = _DRIVER_PAIRS.get(backend)
-    extra = pair[2] if pair else None
-    fix = (
-        f'pip install "sessionscope[{extra}]"'
-        if extra
-        else f"install the DBAPI driver for {url.drivername!r}"
-    )
-    return MissingDriverError(
-        f"the driver for {url.drivername!r} ({mask_url(url)}) is not installed "
-        f"({error.name or error}); fix: {fix}"
-    )
+    return MissingDriverError(missing_driver_message(url, str(error.name or error)))
 
 
 def _refused_options(url: URL, error: Exception) -> ConfigurationError:

@@ -10,6 +10,7 @@ Every exception sessionscope raises on purpose derives from one root::
     ├── SessionClosedError            the request's unit of work has ended
     ├── BlockingSessionError          a sync session inside an ``async def`` endpoint
     ├── ConcurrentSessionUseError     one AsyncSession used from two tasks at once
+    ├── ManualCommitWarning           (also a UserWarning) a request's session committed by hand
     └── DatabaseHTTPError             (also an HTTPException) a database failure as a response
         ├── ConflictError             409: a constraint was violated (at flush or at COMMIT)
         ├── DatabaseBusyError         503: the database is unavailable or busy; retrying can succeed
@@ -59,6 +60,11 @@ class BlockingSessionError(SessionScopeError):
 
 class ConcurrentSessionUseError(SessionScopeError):
     """One AsyncSession was used by two tasks at the same time."""
+
+
+class ManualCommitWarning(SessionScopeError, UserWarning):
+    """A request's session was committed by hand: a later error response cannot roll back
+    what that commit made permanent (``manual_commit="warn"``)."""
 
 
 class DatabaseHTTPError(SessionScopeError, HTTPException):

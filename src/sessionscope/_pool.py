@@ -30,6 +30,11 @@ DEFAULT_OVERFLOW_IDLE_TIMEOUT = 30.0
 class KeepWarmQueuePool(QueuePool):
     """`QueuePool` whose overflow connections are closed after an idle time, not on return."""
 
+    # SQLAlchemy names a pool's logger after its class's module: ours would log "Pool
+    # disposed..." under the `sessionscope` logger, shown wherever an app logs sessionscope at
+    # INFO. The pool's messages stay where SQLAlchemy's own pools put them (`echo_pool`).
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.QueuePool"
+
     def __init__(
         self,
         creator: Any,
@@ -102,3 +107,5 @@ class KeepWarmQueuePool(QueuePool):
 
 class AsyncKeepWarmQueuePool(KeepWarmQueuePool, AsyncAdaptedQueuePool):
     """The asyncio twin of `KeepWarmQueuePool`, for `create_async_engine`."""
+
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"

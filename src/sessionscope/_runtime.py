@@ -14,6 +14,7 @@ outer transaction. This is the one place where that decision is made.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -44,6 +45,9 @@ from ._errors import (
     NotInitializedError,
 )
 from ._policy import BUSY_DETAIL
+from ._urls import describe_flavours
+
+logger = logging.getLogger("sessionscope")
 
 Flavour = Literal["sync", "async"]
 
@@ -244,6 +248,7 @@ class Runtime:
             if self._async_engine is not None:
                 await self._check(self._async_engine, self.async_url)
         self.started = True
+        logger.info("%s", describe_flavours(self.sync_url, self.async_url, self._deferred))
 
     async def _check(self, engine: Engine | AsyncEngine, url: URL) -> None:
         try:

@@ -8,9 +8,10 @@ later SQLAlchemy adds is guarded too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import event
@@ -40,10 +41,18 @@ ALLOWED_AFTER_END = frozenset(
 """Public methods an ended session still answers; every other one raises `SessionClosedError`."""
 
 NOT_EXCLUSIVE = frozenset({"close", "aclose", "reset", "invalidate"})
-"""AsyncSession coroutine methods that may run while another task uses the session: ending a
-unit of work must always be possible."""
+"""AsyncSession coroutine methods that never fail for another task's use: ending a unit of
+work must always be possible. They wait for that task's operation in progress to finish."""
 
 _T = TypeVar("_T")
+
+
+def is_coroutine_method(method: object) -> bool:
+    """Whether ``method`` is a coroutine function, also under a decorator that hides it
+    (``typing_extensions.deprecated`` on Python < 3.12, as SQLModel's ``execute`` has)."""
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(
+        inspect.unwrap(method)  # type: ignore[arg-type]
+    )
 
 
 def public_methods(cls: type) -> list[str]:
@@ -71,7 +80,7 @@ def _exclusive(
         if owner is task:
             # scalars() calls execute(): the same task may re-enter.
             return await method(self, *args, **kwargs)
-        if owner is not None:
+        if owner is not None or self._sessionscope_closer not in (None, task):
             raise ConcurrentSessionUseError(
                 f"AsyncSession.{method.__name__}() was called while another task is using the "
                 "same session; an AsyncSession serves one task at a time. For parallel queries "
@@ -83,8 +92,58 @@ def _exclusive(
             return await method(self, *args, **kwargs)
         finally:
             self._sessionscope_owner = None
+            released = self._sessionscope_released
+            if released is not None:
+                self._sessionscope_released = None
+                if not released.done():
+                    released.set_result(None)
 
+    guarded.__sessionscope_guarded__ = True  # type: ignore[attr-defined]
     return guarded
+
+
+def _after_other_task(
+    method: Callable[..., Coroutine[Any, Any, _T]],
+) -> Callable[..., Coroutine[Any, Any, _T]]:
+    """Ending methods wait for another task's operation in progress, then run.
+
+    ``asyncio.gather`` without ``return_exceptions`` returns the first task's
+    `ConcurrentSessionUseError` while the other task's query still runs; closing the session
+    under that query would replace our error with SQLAlchemy's ``IllegalStateChangeError``
+    and leave the connection checked out. Meanwhile no other task may start an operation.
+    """
+
+    @functools.wraps(method)
+    async def guarded(self: ScopedAsyncSession, *args: Any, **kwargs: Any) -> _T:
+        owner = self._sessionscope_owner
+        if owner is None or owner is asyncio.current_task():
+            return await method(self, *args, **kwargs)
+        async with ending(self):
+            return await method(self, *args, **kwargs)
+
+    guarded.__sessionscope_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def ending(session: AsyncSession) -> contextlib.AbstractAsyncContextManager[None]:
+    """Wait until no other task runs an operation on ``session``, and let none start one
+    until the block ends: the block (a unit of work's commit and close) has it to itself."""
+    if isinstance(session, ScopedAsyncSession):
+        return session._sessionscope_ending()
+    return contextlib.nullcontext()
+
+
+def guard_async_methods(cls: type[AsyncSession]) -> None:
+    """Make every public coroutine method of ``cls`` (SQLAlchemy's, and those a subclass such
+    as SQLModel's adds) exclusive to one task at a time; the ending ones wait their turn."""
+    for name in public_methods(cls):
+        method = getattr(cls, name)
+        if not is_coroutine_method(method):
+            continue
+        if getattr(method, "__sessionscope_guarded__", False):
+            continue
+        wrap = _after_other_task if name in NOT_EXCLUSIVE else _exclusive
+        setattr(cls, name, wrap(method))
 
 
 class ScopedAsyncSession(AsyncSession):
@@ -93,12 +152,29 @@ class ScopedAsyncSession(AsyncSession):
 
     sync_session_class = ScopedSession
     _sessionscope_owner: asyncio.Task[Any] | None = None
+    _sessionscope_closer: asyncio.Task[Any] | None = None
+    _sessionscope_released: asyncio.Future[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def _sessionscope_ending(self) -> AsyncIterator[None]:
+        if self._sessionscope_closer is not None:
+            yield
+            return
+        task = asyncio.current_task()
+        self._sessionscope_closer = task
+        try:
+            while self._sessionscope_owner not in (None, task):
+                released = self._sessionscope_released
+                if released is None:
+                    released = asyncio.get_running_loop().create_future()
+                    self._sessionscope_released = released
+                await released
+            yield
+        finally:
+            self._sessionscope_closer = None
 
 
-for _name in public_methods(AsyncSession):
-    _method = getattr(AsyncSession, _name)
-    if inspect.iscoroutinefunction(_method) and _name not in NOT_EXCLUSIVE:
-        setattr(ScopedAsyncSession, _name, _exclusive(_method))
+guard_async_methods(ScopedAsyncSession)
 
 
 _READONLY_REFUSAL = (
@@ -173,7 +249,7 @@ def _make_ended_class(cls: type[Any]) -> type[Any]:
             continue
         original = getattr(cls, name)
         namespace[name] = (
-            _refuse_async(name) if inspect.iscoroutinefunction(original) else _refuse_sync(name)
+            _refuse_async(name) if is_coroutine_method(original) else _refuse_sync(name)
         )
     return type(f"Ended{cls.__name__}", (cls,), namespace)
 

@@ -25,15 +25,8 @@ from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
 from ._policy import CommitPolicy
 from ._runtime import Attachment, Binder, UnitMode
-from ._sessions import (
-    UNIT_KEY,
-    ReadOnlyAsyncSession,
-    ReadOnlySession,
-    ScopedAsyncSession,
-    ScopedSession,
-    has_pending_work,
-    seal,
-)
+from ._session_kinds import session_classes
+from ._sessions import UNIT_KEY, ending, has_pending_work, seal
 
 logger = logging.getLogger("sessionscope")
 
@@ -67,6 +60,7 @@ class UnitOfWork:
         "mode",
         "owner",
         "policy",
+        "route",
         "stream_status",
         "sync_session",
     )
@@ -89,6 +83,8 @@ class UnitOfWork:
         """Where the unit runs; set when its session opens."""
         self.mode: UnitMode = mode
         self.policy: CommitPolicy = policy
+        self.route: str | None = None
+        """``METHOD /path`` of the request's route, for messages (``None`` outside requests)."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
@@ -117,7 +113,9 @@ class UnitOfWork:
     def open_sync(self, binder: Binder, ended_message: str) -> Session:
         self.binder = binder
         bind = binder.bind_for(self)
-        session_class = ReadOnlySession if self.mode == "readonly" else ScopedSession
+        session_class = session_classes(
+            self.config.session_class, readonly=self.mode == "readonly"
+        )[0]
         if isinstance(bind, Connection):
             # A connection holds an outer transaction (a test's): the session's commit and
             # rollback work on SAVEPOINTs inside it.
@@ -132,7 +130,9 @@ class UnitOfWork:
     def open_async(self, binder: Binder, ended_message: str) -> AsyncSession:
         self.binder = binder
         bind = binder.async_bind_for(self)
-        session_class = ReadOnlyAsyncSession if self.mode == "readonly" else ScopedAsyncSession
+        session_class = session_classes(
+            self.config.session_class, readonly=self.mode == "readonly"
+        )[1]
         if isinstance(bind, AsyncConnection):
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
@@ -209,17 +209,19 @@ class UnitOfWork:
 
     async def _end_async(self, session: AsyncSession, commit: bool) -> BaseException | None:
         error: BaseException | None = None
-        try:
-            if commit and has_pending_work(session.sync_session):
-                await session.commit()
-        except Exception as commit_error:
-            error = commit_error
-        finally:
+        # Another task's query still running on the session (asyncio.gather) finishes first.
+        async with ending(session):
             try:
-                # close() rolls back whatever is still open and returns the connection.
-                await session.close()
+                if commit and has_pending_work(session.sync_session):
+                    await session.commit()
+            except Exception as commit_error:
+                error = commit_error
             finally:
-                seal(session, self._ended_message)
+                try:
+                    # close() rolls back whatever is still open and returns the connection.
+                    await session.close()
+                finally:
+                    seal(session, self._ended_message)
         return error
 
     def _release_slot(self) -> None:

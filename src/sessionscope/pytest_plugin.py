@@ -38,7 +38,8 @@ from ._binding import (
     rollback_after,
 )
 from ._database import Database
-from ._discovery import Flavour, app_flavour, database_of
+from ._discovery import Flavour, app_flavour, database_of, uses_sqlmodel
+from ._session_kinds import as_sqlmodel
 
 if TYPE_CHECKING:
     import httpx
@@ -98,7 +99,8 @@ def sessionscope_database(
                 "`sessionscope_database` fixture to return it",
                 pytrace=False,
             )
-        yield db
+        with db:  # at the end, close the connections the test bindings opened
+            yield db
         return
     if sessionscope_url is None:
         pytest.fail(_NO_APP, pytrace=False)
@@ -124,9 +126,17 @@ def sessionscope_transaction(sessionscope_database: Database) -> Iterator[BoundT
 
 
 @pytest.fixture
-def sessionscope_session(sessionscope_transaction: BoundTransaction) -> Session:
-    """The test's own Session, inside the same transaction as the app's requests."""
-    return sessionscope_transaction.session()
+def sessionscope_session(
+    sessionscope_app: ASGIApp | None,
+    sessionscope_database: Database,
+    sessionscope_transaction: BoundTransaction,
+) -> Session:
+    """The test's own Session, inside the same transaction as the app's requests (SQLModel's
+    when the app's sessions are: ``session.exec()`` works)."""
+    session = sessionscope_transaction.session()
+    if uses_sqlmodel(sessionscope_app, sessionscope_database):
+        as_sqlmodel(session)
+    return session
 
 
 @pytest.fixture
@@ -189,10 +199,17 @@ async def sessionscope_async_transaction(
 
 @pytest.fixture
 async def sessionscope_async_session(
-    anyio_backend: object, sessionscope_async_transaction: AsyncBoundTransaction
+    anyio_backend: object,
+    sessionscope_app: ASGIApp | None,
+    sessionscope_database: Database,
+    sessionscope_async_transaction: AsyncBoundTransaction,
 ) -> AsyncSession:
-    """The test's own AsyncSession, inside the same transaction as the app's requests."""
-    return sessionscope_async_transaction.session()
+    """The test's own AsyncSession, inside the same transaction as the app's requests
+    (SQLModel's when the app's sessions are)."""
+    session = sessionscope_async_transaction.session()
+    if uses_sqlmodel(sessionscope_app, sessionscope_database):
+        as_sqlmodel(session)
+    return session
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ async def create_tables_async(db):
 
 @pytest.fixture(scope="session")
 def sessionscope_database(sessionscope_url):
-    db = Database(sessionscope_url)
+    db = Database(sessionscope_url, manual_commit="allow")  # the apps commit by hand
     Base.metadata.create_all(db.sync_engine)
     if sessionscope_url in ("sqlite://", "sqlite:///:memory:"):
         # Each engine of an in-memory SQLite database is a database of its own.

@@ -44,7 +44,7 @@ def table(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def store(database_url: str, table: str) -> Iterator[tuple[Database, Schema]]:
-    db = Database(database_url)
+    db = Database(database_url, manual_commit="allow")  # its apps commit by hand on purpose
     tables = schema(table)
     tables.create_sync(db)
     yield db, tables
@@ -110,7 +110,7 @@ def test_app_commits_and_rollbacks_stay_inside_the_test(
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_app_commits_and_rollbacks_stay_inside_the_test_in_memory(flavour: str) -> None:
-    db = Database("sqlite://")
+    db = Database("sqlite://", manual_commit="allow")
     tables = schema("tst_bind_items")
     tables.create_sync(db)
     anyio.run(tables.create_async, db)

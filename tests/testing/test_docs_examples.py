@@ -24,6 +24,7 @@ CASES = {
     "sync": ("testing_sync_notes", 2),
     "async": ("testing_async_notes", 3),
     "factory": ("testing_factory_notes", 2),
+    "mixed": ("testing_mixed_notes", 3),
 }
 
 

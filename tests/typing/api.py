@@ -54,12 +54,13 @@ async def async_endpoint(session: AsyncDbSession, other: ReportsSession) -> int:
 
 def script() -> None:
     assert_type(db.transaction(), Transaction)
-    with db.transaction() as session:
+    with db as database, db.transaction() as session:
+        assert_type(database, Database)
         assert_type(session, Session)
 
 
 async def worker() -> list[int]:
-    async with db.transaction(readonly=True) as session:
+    async with db, db.transaction(readonly=True) as session:
         assert_type(session, AsyncSession)
 
     async def one(session: AsyncSession) -> int:
