@@ -7,11 +7,13 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import inspect
 from sqlmodel import SQLModel
 from sqlmodel.main import default_registry
 
@@ -53,7 +55,8 @@ def ported(
 
 def test_the_port_keeps_the_app_s_behaviour_and_fixes_the_4xx(ported: ModuleType) -> None:
     with TestClient(ported.app) as client:
-        assert ported.app.state.tables_created  # the startup handler ran
+        engine = ported.engine if hasattr(ported, "engine") else ported.db.sync_engine
+        assert inspect(engine).has_table("migrating_teams")  # the startup handler ran
         created = client.post("/teams", params={"name": "Ada"})
         assert created.status_code == 201
         team = created.json()
@@ -84,44 +87,10 @@ def test_lifespan_argument_skips_startup_handlers_and_init_app_keeps_them(
     assert ran == ["init_app"]
 
 
-APP_MODULE = """
-from fastapi import FastAPI
-from sqlalchemy import func, select, text
-from sessionscope import Database, DbSession
-
-def make_app(label):
-    db = Database.from_env()
-    app = FastAPI(lifespan=db.lifespan)
-
-    @app.get("/label")
-    def read(session: DbSession) -> str:
-        return session.scalar(select(text(repr(label))))
-
-    return app
-"""
-
-PER_MODULE_OVERRIDES = """
-import pytest
-from apps import make_app
-from sessionscope.testing import app_flavour, database_of
-
-@pytest.fixture(scope="module")
-def sessionscope_app():
-    return make_app("{label}")
-
-@pytest.fixture(scope="module")
-def sessionscope_database(sessionscope_app):
-    db = database_of(sessionscope_app)
-    with db:  # at the module's end, close the connections its tests opened
-        yield db
-
-@pytest.fixture(scope="module")
-def sessionscope_flavour(sessionscope_app, sessionscope_database):
-    return app_flavour(sessionscope_app, sessionscope_database)
-
-def test_its_own_app(sessionscope_client):
-    assert sessionscope_client.get("/label").json() == "{label}"
-"""
+# docs_src/testing/per_module/: an app factory and a test module with its own app.
+PER_MODULE = Path(__file__).parents[1] / "docs_src" / "testing" / "per_module"
+APP_MODULE = (PER_MODULE / "apps.py").read_text()
+PER_MODULE_OVERRIDES = (PER_MODULE / "test_a.py").read_text()
 
 ONLY_THE_APP = """
 import pytest
@@ -140,11 +109,10 @@ def test_an_app_per_test_module_overrides_three_fixtures(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
+    other_label = PER_MODULE_OVERRIDES.replace('"a"', '"b"')
+    assert other_label.count('"b"') == 2  # the app's label and the test's expectation
     pytester.makepyfile(apps=APP_MODULE)
-    pytester.makepyfile(
-        test_a=PER_MODULE_OVERRIDES.format(label="a"),
-        test_b=PER_MODULE_OVERRIDES.format(label="b"),
-    )
+    pytester.makepyfile(test_a=PER_MODULE_OVERRIDES, test_b=other_label)
     result = pytester.runpytest_inprocess("-p", "no:randomly")
     result.assert_outcomes(passed=2)
 

@@ -15,26 +15,32 @@ class Team(SQLModel, table=True):
     name: str = Field(max_length=50)
 
 
+# --8<-- [start:database]
 db = Database.from_env(default_url="sqlite:///./teams.db")  # 1. no engine at import
+# --8<-- [end:database]
+# --8<-- [start:startup]
 app = FastAPI()
-app.state.tables_created = False
 
 
 @app.on_event("startup")
 def create_tables() -> None:
     SQLModel.metadata.create_all(db.sync_engine)  # the engine of the running app
-    app.state.tables_created = True
 
 
 db.init_app(app)  # 2. not FastAPI(lifespan=...): that would skip the startup handler
+# --8<-- [end:startup]
 
 
+# --8<-- [start:create_team]
 @app.post("/teams", status_code=201)
 def create_team(name: str, session: DbSession) -> Team:  # 3. DbSession, no get_db
+    # --8<-- [end:create_team]
+    # --8<-- [start:flush]
     team = Team(name=name)
     session.add(team)
     session.flush()  # 4. commit() + refresh() -> flush(): assigns team.id
     return team
+    # --8<-- [end:flush]
 
 
 @app.put("/teams/{team_id}")

@@ -15,24 +15,28 @@ class Team(SQLModel, table=True):
     name: str = Field(max_length=50)
 
 
+# --8<-- [start:engine]
 engine = create_engine(os.environ.get("DATABASE_URL", "sqlite:///./teams.db"))
-app = FastAPI()
-app.state.tables_created = False
-
-
-@app.on_event("startup")
-def create_tables() -> None:
-    SQLModel.metadata.create_all(engine)
-    app.state.tables_created = True
 
 
 def get_db() -> Iterator[Session]:
     with Session(engine) as session:
         yield session
+    # --8<-- [end:engine]
 
 
+app = FastAPI()
+
+
+@app.on_event("startup")
+def create_tables() -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+# --8<-- [start:create_team]
 @app.post("/teams", status_code=201)
 def create_team(name: str, session: Session = Depends(get_db)) -> Team:
+    # --8<-- [end:create_team]
     team = Team(name=name)
     session.add(team)
     session.commit()

@@ -17,7 +17,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Field, SQLModel, select
 
 from sessionscope import Database
+
+# --8<-- [start:import]
 from sessionscope.sqlmodel import DbSession
+
+# --8<-- [end:import]
 
 
 class HeroBase(SQLModel):
@@ -65,6 +69,7 @@ def create_hero(hero: HeroCreate, session: DbSession) -> Hero:
     return db_hero
 
 
+# --8<-- [start:read_heroes]
 @app.get("/heroes/", response_model=list[HeroPublic])
 def read_heroes(
     session: DbSession,
@@ -72,6 +77,7 @@ def read_heroes(
     limit: Annotated[int, Query(le=100)] = 100,
 ) -> list[Hero]:
     return list(session.exec(select(Hero).offset(offset).limit(limit)).all())
+    # --8<-- [end:read_heroes]
 
 
 @app.get("/heroes/{hero_id}", response_model=HeroPublic)
