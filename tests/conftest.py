@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import create_engine, make_url
+
+from sessionscope import Database
 
 POSTGRES_URL = os.environ.get(
     "SESSIONSCOPE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -80,3 +83,22 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 def flavour(request: pytest.FixtureRequest) -> str:
     """``"sync"`` or ``"async"``: which session flavour the test drives."""
     return str(request.param)
+
+
+@pytest.fixture
+def shut_down_after() -> Iterator[Callable[[Database], Database]]:
+    """Hands back the ``Database`` it is given and shuts it down when the test ends.
+
+    A ``Database`` used without an app's lifespan (``db.transaction()`` as in a script) keeps
+    its pooled connections until ``shutdown()``; left to the garbage collector, each one is a
+    ``ResourceWarning: unclosed database`` (Python 3.13) in whichever test runs then.
+    """
+    databases: list[Database] = []
+
+    def register(db: Database) -> Database:
+        databases.append(db)
+        return db
+
+    yield register
+    for db in databases:
+        anyio.run(db.shutdown)

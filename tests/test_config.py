@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -134,9 +135,11 @@ def test_mysql_defaults_recycle_and_utf8mb4() -> None:
 
 
 def test_sql_parameters_are_hidden_from_logs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    shut_down_after: Callable[[Database], Database],
 ) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'log.db'}", echo=True)
+    db = shut_down_after(Database(f"sqlite:///{tmp_path / 'log.db'}", echo=True))
     with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"), db.transaction() as session:
         session.execute(text("SELECT :value"), {"value": "secret-value"})
     assert "SELECT ?" in caplog.text
@@ -206,10 +209,12 @@ def test_database_from_a_config_object(tmp_path: Path) -> None:
         Database("sqlite://", config=config)
 
 
-def test_forked_worker_gets_fresh_pools(tmp_path: Path) -> None:
+def test_forked_worker_gets_fresh_pools(
+    tmp_path: Path, shut_down_after: Callable[[Database], Database]
+) -> None:
     import multiprocessing
 
-    db = Database(f"sqlite:///{tmp_path / 'fork.db'}")
+    db = shut_down_after(Database(f"sqlite:///{tmp_path / 'fork.db'}"))
     with db.sync_engine.connect() as connection:
         connection.exec_driver_sql("SELECT 1")
     assert db.sync_engine.pool.checkedin() == 1  # type: ignore[attr-defined]

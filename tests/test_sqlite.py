@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from sessionscope import Database
 
 
 @pytest.fixture
-def file_db(tmp_path: Path) -> Database:
-    return Database(f"sqlite:///{tmp_path / 'app.db'}")
+def file_db(tmp_path: Path, shut_down_after: Callable[[Database], Database]) -> Database:
+    return shut_down_after(Database(f"sqlite:///{tmp_path / 'app.db'}"))
 
 
 def test_pragmas_on_every_connection(file_db: Database) -> None:
@@ -49,9 +50,11 @@ def _other_writer_blocked(path: Path) -> bool:
         other.close()
 
 
-def test_writing_units_take_the_write_lock_at_begin(tmp_path: Path) -> None:
+def test_writing_units_take_the_write_lock_at_begin(
+    tmp_path: Path, shut_down_after: Callable[[Database], Database]
+) -> None:
     path = tmp_path / "lock.db"
-    db = Database(f"sqlite:///{path}")
+    db = shut_down_after(Database(f"sqlite:///{path}"))
     with db.transaction() as session:
         session.execute(text("SELECT 1"))
         assert _other_writer_blocked(path)
@@ -60,8 +63,10 @@ def test_writing_units_take_the_write_lock_at_begin(tmp_path: Path) -> None:
         assert not _other_writer_blocked(path)
 
 
-def test_memory_database_is_one_shared_connection() -> None:
-    db = Database("sqlite://")
+def test_memory_database_is_one_shared_connection(
+    shut_down_after: Callable[[Database], Database],
+) -> None:
+    db = shut_down_after(Database("sqlite://"))
     with db.transaction() as session:
         session.execute(text("CREATE TABLE shared (x INTEGER)"))
         session.execute(text("INSERT INTO shared VALUES (42)"))

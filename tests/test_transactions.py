@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import pytest
@@ -131,8 +131,10 @@ def test_sync_transaction_on_the_event_loop_is_refused(db: Database) -> None:
     run_async(db, body)
 
 
-def test_sync_transaction_on_the_event_loop_can_warn(database_url: str) -> None:
-    db = Database(database_url, sync_in_async="warn")
+def test_sync_transaction_on_the_event_loop_can_warn(
+    database_url: str, shut_down_after: Callable[[Database], Database]
+) -> None:
+    db = shut_down_after(Database(database_url, sync_in_async="warn"))
 
     async def body() -> None:
         with pytest.warns(RuntimeWarning, match="event loop"), db.transaction(readonly=True):

@@ -113,15 +113,18 @@ def test_session_flavours_look_into_included_routers() -> None:
 def test_session_flavours_see_the_dependencies_of_an_include() -> None:
     db = Database("sqlite://")
     app = FastAPI(lifespan=db.lifespan)
-    router = APIRouter()
+    router, other = APIRouter(), APIRouter()
 
     @router.get("/plain")
     def plain() -> None: ...
 
     def audited(session: DbSession) -> None: ...
 
+    @other.get("/other")
+    def other_plain() -> None: ...
+
     app.include_router(router, dependencies=[Depends(audited)])
-    app.include_router(APIRouter(), dependencies=[Depends(db.get_async_session)])
+    app.include_router(other, dependencies=[Depends(db.get_async_session)])
     assert session_flavours(app) == {"sync", "async"}
 
 
