@@ -27,7 +27,7 @@ class Transaction:
     normally, as they do for a read-only request.
     """
 
-    __slots__ = ("_config", "_locate", "_owner", "_readonly", "_token", "_unit")
+    __slots__ = ("_config", "_locate", "_owner", "_primary", "_readonly", "_token", "_unit")
 
     def __init__(
         self,
@@ -36,8 +36,10 @@ class Transaction:
         locate: Callable[[], Binder],
         *,
         readonly: bool,
+        primary: bool = False,
     ) -> None:
         self._owner = owner
+        self._primary = primary
         self._config = config
         self._locate = locate
         self._readonly = readonly
@@ -56,6 +58,7 @@ class Transaction:
             mode="readonly" if self._readonly else "write",
             policy="success",
         )
+        unit.primary = self._primary
         self._unit = unit
         self._token = current_unit.set(unit)
         return unit, binder

@@ -21,9 +21,11 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from ._bookmarks import BookmarkAsyncSession, BookmarkSession, bookmark_of
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
 from ._policy import CommitPolicy
+from ._replicas import Replica
 from ._runtime import Attachment, Binder, UnitMode
 from ._sessions import (
     UNIT_KEY,
@@ -61,12 +63,16 @@ class UnitOfWork:
         "async_session",
         "attachment",
         "binder",
+        "bookmark",
         "config",
         "ended",
         "keep_for_stream",
+        "min_lsn",
         "mode",
         "owner",
         "policy",
+        "primary",
+        "replica",
         "stream_status",
         "sync_session",
     )
@@ -89,6 +95,14 @@ class UnitOfWork:
         """Where the unit runs; set when its session opens."""
         self.mode: UnitMode = mode
         self.policy: CommitPolicy = policy
+        self.primary = False
+        """Run on the primary even when read-only (``unit_of_work(primary=True)``)."""
+        self.min_lsn = 0
+        """The WAL position of the bookmark the request presented (``0``: none)."""
+        self.replica: Replica | None = None
+        """The replica the unit runs on (``None``: the primary)."""
+        self.bookmark: str | None = None
+        """The primary's WAL position after this unit's COMMIT (with replicas only)."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
@@ -118,6 +132,8 @@ class UnitOfWork:
         self.binder = binder
         bind = binder.bind_for(self)
         session_class = ReadOnlySession if self.mode == "readonly" else ScopedSession
+        if self.config.replicas and self.mode != "readonly":
+            session_class = BookmarkSession
         if isinstance(bind, Connection):
             # A connection holds an outer transaction (a test's): the session's commit and
             # rollback work on SAVEPOINTs inside it.
@@ -133,6 +149,8 @@ class UnitOfWork:
         self.binder = binder
         bind = binder.async_bind_for(self)
         session_class = ReadOnlyAsyncSession if self.mode == "readonly" else ScopedAsyncSession
+        if self.config.replicas and self.mode != "readonly":
+            session_class = BookmarkAsyncSession
         if isinstance(bind, AsyncConnection):
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
@@ -181,6 +199,8 @@ class UnitOfWork:
                     )
             finally:
                 self._release_slot()
+            if send_commit and error is None and self.config.replicas:
+                self._keep_bookmark()
             if commit and error is None and self._after_commit:
                 await self._run_after_commit()
         return error
@@ -195,6 +215,8 @@ class UnitOfWork:
             error = _end_sync(
                 self.sync_session, commit and self.mode != "readonly", self._ended_message
             )
+            if commit and error is None and self.config.replicas:
+                self._keep_bookmark()
         if commit and error is None and self._after_commit:
             for callback in self._after_commit:
                 result = _call_logged(callback)
@@ -221,6 +243,11 @@ class UnitOfWork:
             finally:
                 seal(session, self._ended_message)
         return error
+
+    def _keep_bookmark(self) -> None:
+        session = self.async_session.sync_session if self.async_session else self.sync_session
+        if session is not None:
+            self.bookmark = bookmark_of(session)
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None
