@@ -18,6 +18,7 @@ from ._errors import (
     SessionScopeError,
 )
 from ._policy import CommitPolicy, should_commit
+from ._replicas import ReplicaStatus
 from ._transaction import Transaction
 from ._unit import after_commit
 
@@ -39,6 +40,7 @@ __all__ = [
     "DbSession",
     "MissingDriverError",
     "NotInitializedError",
+    "ReplicaStatus",
     "SessionClosedError",
     "SessionScopeError",
     "Transaction",

@@ -15,11 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY
-from ._errors import DatabaseBusyError
 from ._policy import http_error_for, should_commit
 from ._routing import (
     SAFE_METHODS,
+    ResponseWatch,
     empty_body_then,
+    failure_name,
     should_retry_on_primary,
     with_replica_headers,
 )
@@ -56,16 +57,17 @@ class UnitOfWorkBoundary:
         if not unit.config.replicas:
             await self._serve(scope, receive, send, unit)
             return
+        watched = ResponseWatch(send)
         try:
-            await self._serve(scope, receive, send, unit)
-        except DatabaseBusyError as error:
-            if not should_retry_on_primary(unit, scope, error):
+            await self._serve(scope, receive, watched.send, unit)
+        except Exception as error:
+            if watched.started or not should_retry_on_primary(unit, scope, error):
                 raise
             # A read of a safe method that failed on its replica (stopped, restarted, cut
             # off) before its response started: nothing was written and nothing sent, so it
-            # runs again, on the primary, instead of answering 503.
+            # runs again, on the primary, instead of failing.
             assert unit.replica is not None
-            unit.replica.mark_down(f"a request failed there: {type(error.__cause__).__name__}")
+            unit.replica.mark_down(f"a request failed there: {failure_name(error)}")
             retry = self._new_unit(scope)
             retry.primary = True
             await self._serve(scope, empty_body_then(receive), send, retry)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from starlette.types import Message, Receive, Scope
+from sqlalchemy import exc as sa_exc
+from starlette.types import Message, Receive, Scope, Send
 
 from ._bookmarks import bookmark_headers
 from ._config import DatabaseConfig
@@ -42,16 +43,48 @@ def with_replica_headers(message: Message, unit: UnitOfWork, config: DatabaseCon
     return {**message, "headers": [*message.get("headers", ()), *extra]}
 
 
-def should_retry_on_primary(unit: UnitOfWork, scope: Scope, error: DatabaseBusyError) -> bool:
-    """Whether a request answered 503 because its replica failed runs again on the primary:
-    a GET or HEAD whose read-only unit ran on a replica (a 503 raised before the response
-    started, for a database failure)."""
+_DRIVERS = frozenset({"asyncpg", "psycopg"})
+
+
+def _database_failure(error: BaseException) -> BaseException | None:
+    """The database error behind ``error`` (raised as is, or turned into a 503): SQLAlchemy's,
+    or what a driver raises unwrapped while it connects (asyncpg's own errors, a refused
+    socket)."""
+    if isinstance(error, DatabaseBusyError):
+        error = error.__cause__ or error
+    if isinstance(error, (sa_exc.SQLAlchemyError, OSError)):
+        return error
+    return error if type(error).__module__.partition(".")[0] in _DRIVERS else None
+
+
+def should_retry_on_primary(unit: UnitOfWork, scope: Scope, error: BaseException) -> bool:
+    """Whether a request that failed on its replica runs again on the primary: a GET or HEAD
+    whose read-only unit ran on a replica and failed with a database error (the caller checks
+    that no response has started)."""
     return (
         unit.replica is not None
         and scope["method"] in SAFE_METHODS
-        and error.__cause__ is not None
-        and not isinstance(error.__cause__, DatabaseBusyError)
+        and _database_failure(error) is not None
     )
+
+
+def failure_name(error: BaseException) -> str:
+    return type(_database_failure(error) or error).__name__
+
+
+class ResponseWatch:
+    """Wraps ``send`` to tell whether the response has started."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def empty_body_then(receive: Receive) -> Receive:

@@ -154,6 +154,9 @@ class Runtime:
         self._async_slots: anyio.Semaphore | None = None
         self._end_limiter: anyio.CapacityLimiter | None = None
         self._replicas = ReplicaSet(config) if config.replicas else None
+        self.last_commit = 0
+        """The WAL position of the latest commit of this runtime's units (with replicas):
+        `db.transaction(readonly=True)` blocks read at least that far."""
         self.started = False
         _all_runtimes.add(self)
 
@@ -240,6 +243,11 @@ class Runtime:
             and self._config.bookmark_wait > 0
         ):
             await self._replicas.catch_up(unit.min_lsn, self._config.bookmark_wait)
+
+    def note_commit(self, position: int) -> None:
+        """Record the bookmark of a commit of one of this runtime's units."""
+        if position > self.last_commit:
+            self.last_commit = position
 
     def replica_status(self) -> list[ReplicaStatus]:
         """What the monitors last found about each replica (empty without replicas)."""

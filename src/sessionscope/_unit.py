@@ -21,12 +21,18 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from ._bookmarks import BookmarkAsyncSession, BookmarkSession, bookmark_of
+from ._bookmarks import (
+    UNREADABLE,
+    BookmarkAsyncSession,
+    BookmarkSession,
+    bookmark_of,
+    parse_lsn,
+)
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
 from ._policy import CommitPolicy
 from ._replicas import Replica
-from ._runtime import Attachment, Binder, UnitMode
+from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._sessions import (
     UNIT_KEY,
     ReadOnlyAsyncSession,
@@ -248,6 +254,9 @@ class UnitOfWork:
         session = self.async_session.sync_session if self.async_session else self.sync_session
         if session is not None:
             self.bookmark = bookmark_of(session)
+        position = parse_lsn(self.bookmark) if self.bookmark is not None else None
+        if position is not None and position != UNREADABLE and isinstance(self.binder, Runtime):
+            self.binder.note_commit(position)
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None

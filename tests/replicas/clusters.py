@@ -225,3 +225,12 @@ def build_pair(primary_port: int, replica_port: int) -> Iterator[Replication]:
         # By name: a cluster whose creation failed half-way goes too.
         for name in reversed(names):
             drop_cluster(_version(), name)
+
+
+def failover_url(pair: Replication, driver: str) -> str:
+    """A libpq-style multi-host URL naming both servers; only the one that accepts writes is
+    used (``target_session_attrs=read-write``)."""
+    return (
+        f"postgresql+{driver}://postgres@/{DATABASE}?host=127.0.0.1:{pair.primary.port}"
+        f"&host=127.0.0.1:{pair.replica.port}&target_session_attrs=read-write"
+    )
