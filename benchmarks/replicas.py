@@ -111,7 +111,7 @@ def wrk_get(server: harness.Server, duration: float, bookmark: str | None) -> ha
 
 
 def reads(args: argparse.Namespace) -> None:
-    drop_leftovers()
+    drop_leftovers(range(5445, 5447))
     pair_iterator = build_pair(5445, 5446)
     pair = next(pair_iterator)
     try:
@@ -161,7 +161,7 @@ def reads(args: argparse.Namespace) -> None:
 
 
 def failover(args: argparse.Namespace) -> None:
-    drop_leftovers()
+    drop_leftovers(range(5447, 5449))
     seconds: list[float] = []
     for round_number in range(args.rounds):
         pair_iterator = build_pair(5447, 5448)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -137,8 +136,10 @@ def drop_cluster(version: str, name: str) -> None:
         shutil.rmtree(leftover / version / name, ignore_errors=True)
 
 
-def drop_leftovers() -> None:
-    """Drop the clusters of earlier runs (their names start with ``ssr``)."""
+def drop_leftovers(ports: range) -> None:
+    """Drop the clusters an earlier, killed run left on ``ports`` (names that start with
+    ``ssr`` and end with the port), so that the tests and the benchmarks, on other ports,
+    never drop each other's clusters."""
     names = set()
     for line in _run("pg_lsclusters", "--no-header").splitlines():
         fields = line.split()
@@ -148,7 +149,8 @@ def drop_leftovers() -> None:
         for path in root.glob(f"*/{PREFIX}*"):
             names.add((path.parent.name, path.name))
     for version, name in sorted(names):
-        drop_cluster(version, name)
+        if any(name.endswith(str(port)) for port in ports):
+            drop_cluster(version, name)
 
 
 def create_primary(name: str, port: int) -> Cluster:
@@ -160,23 +162,31 @@ def create_primary(name: str, port: int) -> Cluster:
     return cluster
 
 
+MAKE_REPLICA = Path(__file__).parent.parent.parent / "docs_src" / "replicas" / "make_replica.sh"
+"""The commands the docs give for a development replica; the tests build theirs with them."""
+
+
 def create_replica(primary: Cluster, name: str, port: int) -> Cluster:
-    """A streaming replica of ``primary``: ``pg_basebackup -R`` (which writes
-    ``standby.signal`` and ``primary_conninfo``) into an empty data directory, registered as a
-    cluster with a copy of the primary's configuration (its own name and port)."""
+    """A streaming replica of ``primary``, made by `MAKE_REPLICA`: ``pg_basebackup -R`` into
+    an empty data directory, registered with a copy of the primary's configuration."""
     replica = Cluster(name, port, primary.version)
-    _run("install", "-d", "-o", "postgres", "-g", "postgres", "-m", "700", str(replica.data))
-    _run(
-        "runuser", "-u", "postgres", "--",
-        "pg_basebackup", "-R", "-X", "stream", "-c", "fast",
-        "-D", str(replica.data), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-    )  # fmt: skip
-    shutil.copytree(primary.etc, replica.etc)
-    conf = replica.etc / "postgresql.conf"
-    settings = conf.read_text().replace(primary.name, replica.name)
-    conf.write_text(re.sub(r"(?m)^port = \d+", f"port = {port}", settings))
-    _run("chown", "-R", "postgres:postgres", str(replica.etc))
-    replica.start()
+    settings = {
+        "VERSION": primary.version,
+        "PRIMARY": primary.name,
+        "PRIMARY_PORT": str(primary.port),
+        "REPLICA": name,
+        "REPLICA_PORT": str(port),
+    }
+    done = subprocess.run(
+        ["sh", str(MAKE_REPLICA)],
+        env={**os.environ, **settings},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{MAKE_REPLICA.name} failed ({done.returncode}): {done.stderr}")
     _wait_until_answering(replica, DATABASE)
     return replica
 

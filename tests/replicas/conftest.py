@@ -43,7 +43,7 @@ def require_tools() -> None:
 def replication() -> Iterator[Replication]:
     """A primary on 5441 and its streaming replica on 5442, with a ``notes`` table."""
     require_tools()
-    drop_leftovers()
+    drop_leftovers(range(PRIMARY_PORT, REPLICA_PORT + 1))
     pair = build_pair(PRIMARY_PORT, REPLICA_PORT)
     replication = next(pair)
     try:

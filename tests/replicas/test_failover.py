@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from sessionscope import AsyncDbSession, Database, DbSession
 
-from .clusters import Replication, build_pair, failover_url, wait_for_replay
+from .clusters import Replication, build_pair, drop_leftovers, failover_url, wait_for_replay
 from .conftest import NOTES_TABLE, require_tools
 from .replica_app import make_app
 
@@ -29,6 +29,7 @@ FAILOVER_REPLICA_PORT = 5444
 def doomed() -> Iterator[Replication]:
     """A pair of its own: the test stops the primary and promotes the replica."""
     require_tools()
+    drop_leftovers(range(FAILOVER_PRIMARY_PORT, FAILOVER_REPLICA_PORT + 1))
     pair = build_pair(FAILOVER_PRIMARY_PORT, FAILOVER_REPLICA_PORT)
     replication = next(pair)
     try:
