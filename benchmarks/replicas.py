@@ -6,6 +6,7 @@ drops them at the end), with the project's own environment (``pip install -e ".[
     python benchmarks/replicas.py reads     # GET /items/{id} at c=64: no replica, one replica,
                                             # one replica + a bookmark on every request
     python benchmarks/replicas.py failover  # seconds from promotion to the first write
+    python benchmarks/replicas.py routing   # the Python cost of routing one request (no server)
 
 ``reads`` serves ``items_app`` (async, ``unit_of_work(readonly=True)`` reads) under one
 uvicorn worker and drives it with wrk; it reports requests/s and the app process's CPU time
@@ -13,6 +14,10 @@ per request, which shows what routing costs in Python (the replica's own work ha
 another server). ``failover`` serves the same app with a two-host primary URL
 (``target_session_attrs=read-write``), writes in a loop, stops the primary, promotes the
 replica, and reports the seconds from the promote command to the first 2xx write.
+``routing`` times, in-process and without any server, each step a request takes with replicas
+configured that it does not take without: reading the bookmark from its headers, choosing a
+replica, the response headers, the watch on the response start. On a busy machine wrk's
+numbers swing by more than these costs; this is the steady measure of them.
 """
 
 from __future__ import annotations
@@ -212,15 +217,90 @@ def _write(server: harness.Server) -> int:
         return int(error.code)
 
 
+def routing(args: argparse.Namespace) -> None:
+    import asyncio
+    import timeit
+
+    from sessionscope import DatabaseConfig
+    from sessionscope._bookmarks import presented_bookmark
+    from sessionscope._engines import flavour_urls
+    from sessionscope._replicas import ReplicaSet
+    from sessionscope._routing import ResponseWatch, with_replica_headers
+    from sessionscope._runtime import Runtime, connection_options
+    from sessionscope._unit import UnitOfWork
+
+    primary = "postgresql+asyncpg://app@127.0.0.1:9/shop"
+    config = DatabaseConfig(url=primary, replicas=["postgresql+asyncpg://app@127.0.0.1:8/shop"])
+    replicas = ReplicaSet(config)
+    replicas.create_engines(
+        flavour_urls(config), {"async"}, connection_options("postgresql", "readonly")
+    )
+    for replica in replicas.replicas:  # as its monitor finds it: answering, caught up
+        replica.answering, replica.lag, replica.replay_lsn = True, 0.0, 1 << 40
+    plain = Runtime(DatabaseConfig(url=primary))
+    unit = UnitOfWork(object(), config, mode="readonly", policy="success")
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"user-agent", b"python-httpx/0.28"),
+        (b"accept", b"*/*"),
+        (b"accept-encoding", b"gzip, deflate"),
+        (b"connection", b"keep-alive"),
+    ]
+    bookmarked = [*headers, (b"x-db-bookmark", b"0/3000148")]
+    message = {"type": "http.response.start", "status": 200, "headers": headers}
+
+    async def send(_message: dict[str, object]) -> None:
+        return None
+
+    async def messages(count: int, watch: bool) -> float:
+        target = ResponseWatch(send).send if watch else send
+        started = time.perf_counter()
+        for _ in range(count):
+            await target(message)
+        return time.perf_counter() - started
+
+    loop = asyncio.new_event_loop()
+    steps = {
+        "bind_for without replicas (the baseline decision)": lambda: plain.async_bind_for(unit),
+        "read the bookmark header (none sent)": lambda: presented_bookmark(
+            headers, b"x-db-bookmark", None
+        ),
+        "read the bookmark header (one sent)": lambda: presented_bookmark(
+            bookmarked, b"x-db-bookmark", None
+        ),
+        "choose a replica (no bookmark)": lambda: replicas.pick("async", 0),
+        "choose a replica (bookmark check)": lambda: replicas.pick("async", 50_331_976),
+        "response headers (no bookmark to send)": lambda: with_replica_headers(
+            message, unit, config
+        ),
+    }
+    results = {}
+    for name, step in steps.items():
+        best = min(timeit.repeat(step, number=20_000, repeat=5)) / 20_000 * 1e6
+        results[name] = round(best, 2)
+        print(f"{name}: {best:.2f} µs", flush=True)
+    # Two messages per response (start, body) pass through the watch.
+    watched = min(loop.run_until_complete(messages(100_000, True)) for _ in range(5))
+    direct = min(loop.run_until_complete(messages(100_000, False)) for _ in range(5))
+    name = "watch the response start (2 messages)"
+    results[name] = round((watched - direct) / 100_000 * 2 * 1e6, 2)
+    print(f"{name}: {results[name]:.2f} µs", flush=True)
+    loop.close()
+    print(json.dumps(results, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["reads", "failover"])
+    parser.add_argument("what", choices=["reads", "failover", "routing"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured cell")
     parser.add_argument("--warmup", type=float, default=2.0)
     args = parser.parse_args()
+    if args.what == "routing":
+        routing(args)
+        return
     problem = tools_problem()
     if problem is not None:
         sys.exit(f"cannot build a streaming replica: {problem}")

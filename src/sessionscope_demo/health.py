@@ -7,7 +7,7 @@ from typing import Literal
 import anyio
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -28,7 +28,7 @@ class ReplicaHealth(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
-    replicas: list[ReplicaHealth] | None = None
+    replicas: list[ReplicaHealth] | None = Field(default=None, exclude_if=lambda v: v is None)
     """With replicas configured: each one's health and lag. A replica that is down or lags
     does not make the service unready: its reads go to the primary."""
 
@@ -48,7 +48,6 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    response_model_exclude_none=True,
     responses={503: {"model": NotReady, "description": "Database unreachable"}},
 )
 async def readyz(request: Request) -> Health | JSONResponse:
