@@ -10,8 +10,9 @@ drops them at the end), with the project's own environment (``pip install -e ".[
 
 ``reads`` serves ``items_app`` (async, ``unit_of_work(readonly=True)`` reads) under one
 uvicorn worker and drives it with wrk; it reports requests/s and the app process's CPU time
-per request, which shows what routing costs in Python (the replica's own work happens in
-another server). ``failover`` serves the same app with a two-host primary URL
+per request. The cell "the primary as its own replica" runs all the routing against one
+server, so that its difference to "no replica" is what routing costs in the app, without a
+second server competing for the cores. ``failover`` serves the same app with a two-host primary URL
 (``target_session_attrs=read-write``), writes in a loop, stops the primary, promotes the
 replica, and reports the seconds from the promote command to the first 2xx write.
 ``routing`` times, in-process and without any server, each step a request takes with replicas
@@ -128,6 +129,12 @@ def reads(args: argparse.Namespace) -> None:
         bookmark = str(pair.primary.execute("SELECT pg_current_wal_insert_lsn()::text"))
         cells = {
             "no replica": ({"DATABASE_URL": primary}, None),
+            # All the routing (monitors, choice, headers), none of a second server's work:
+            # what routing costs in the app, apart from the competition for the cores.
+            "the primary as its own replica": (
+                {"DATABASE_URL": primary, "DATABASE_REPLICA_URLS": primary},
+                None,
+            ),
             "one replica": (
                 {"DATABASE_URL": primary, "DATABASE_REPLICA_URLS": pair.replica.url("asyncpg")},
                 None,

@@ -67,7 +67,11 @@ class UnitOfWorkBoundary:
             # off) before its response started: nothing was written and nothing sent, so it
             # runs again, on the primary, instead of failing.
             assert unit.replica is not None
-            unit.replica.mark_down(f"a request failed there: {failure_name(error)}")
+            reason = failure_name(error)
+            logger.warning(
+                "%s failed a read (%s); it runs again on the primary", unit.replica.name, reason
+            )
+            unit.replica.mark_down(f"a request failed there: {reason}")
             retry = self._new_unit(scope)
             retry.primary = True
             await self._serve(scope, empty_body_then(receive), send, retry)
