@@ -21,6 +21,7 @@ from ._routing import (
     ResponseWatch,
     empty_body_then,
     failure_name,
+    replica_is_down,
     should_retry_on_primary,
     with_replica_headers,
 )
@@ -71,7 +72,8 @@ class UnitOfWorkBoundary:
             logger.warning(
                 "%s failed a read (%s); it runs again on the primary", unit.replica.name, reason
             )
-            unit.replica.mark_down(f"a request failed there: {reason}")
+            if replica_is_down(error):
+                unit.replica.mark_down(f"a request failed there: {reason}")
             retry = self._new_unit(scope)
             retry.primary = True
             await self._serve(scope, empty_body_then(receive), send, retry)

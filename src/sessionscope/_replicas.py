@@ -24,14 +24,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import anyio
-from sqlalchemy import Engine
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._bookmarks import format_lsn, parse_lsn
 from ._config import DatabaseConfig
 from ._engines import create_async_db_engine, create_sync_engine, flavour_urls, mask_url
-from ._errors import MissingDriverError
+from ._errors import MissingDriverError, SessionScopeError
 
 logger = logging.getLogger("sessionscope")
 
@@ -179,6 +179,7 @@ class ReplicaSet:
                 except MissingDriverError:
                     continue
                 replica.engines.append(engine)
+                _refuse_writes_clearly(engine)
                 replica.binds[flavour] = (
                     engine.execution_options(**readonly_options) if readonly_options else engine
                 )
@@ -309,6 +310,26 @@ class ReplicaSet:
     @property
     def _check_timeout(self) -> float:
         return max(1.0, 4 * self._config.replica_check_interval)
+
+
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+REPLICA_REFUSES = (
+    "this read-only unit of work runs on a replica, which refuses writes and row locks "
+    "(SELECT ... FOR UPDATE / FOR SHARE). A route that locks rows writes: declare it "
+    "unit_of_work(write=True), or unit_of_work(primary=True) to keep it read-only on the primary"
+)
+
+
+def _refuse_writes_clearly(engine: Engine | AsyncEngine) -> None:
+    """Turn PostgreSQL's refusal on a replica (SQLSTATE 25006) into an error naming the fix."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+    @event.listens_for(sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        original = context.original_exception
+        if getattr(original, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+            raise SessionScopeError(REPLICA_REFUSES) from original
 
 
 def _monitor_engine(config: DatabaseConfig, sync_url: URL, async_url: URL) -> Engine | AsyncEngine:

@@ -72,6 +72,22 @@ def failure_name(error: BaseException) -> str:
     return type(_database_failure(error) or error).__name__
 
 
+def replica_is_down(error: BaseException) -> bool:
+    """Whether ``error`` says the replica itself failed (its connection, its server), rather
+    than the statement: only then is the replica skipped until its monitor finds it back."""
+    failure = _database_failure(error)
+    if failure is None:
+        return False
+    if isinstance(failure, (sa_exc.DisconnectionError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(failure, sa_exc.DBAPIError):
+        return failure.connection_invalidated or isinstance(
+            failure, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        )
+    # A driver's own error or a socket's, raised while connecting.
+    return not isinstance(failure, sa_exc.SQLAlchemyError)
+
+
 class ResponseWatch:
     """Wraps ``send`` to tell whether the response has started."""
 

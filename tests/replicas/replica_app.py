@@ -64,6 +64,10 @@ def _sync_routes(app: FastAPI, db: Database) -> None:
         body = session.execute(READ_NOTE, {"id": note_id}).scalar_one_or_none()
         return {"body": body, "in_recovery": session.execute(IN_RECOVERY).scalar_one()}
 
+    @app.get("/notes/{note_id}/lock", dependencies=READONLY)
+    def lock_note_readonly(note_id: int, session: DbSession) -> None:
+        session.execute(LOCK_NOTE, {"id": note_id})
+
     @app.post("/notes/{note_id}/lock")
     def lock_note(note_id: int, session: DbSession) -> bool:
         if session.execute(LOCK_NOTE, {"id": note_id}).scalar_one_or_none() is None:
@@ -102,6 +106,10 @@ def _async_routes(app: FastAPI, db: Database) -> None:
         body = (await session.execute(READ_NOTE, {"id": note_id})).scalar_one_or_none()
         in_recovery = (await session.execute(IN_RECOVERY)).scalar_one()
         return {"body": body, "in_recovery": in_recovery}
+
+    @app.get("/notes/{note_id}/lock", dependencies=READONLY)
+    async def lock_note_readonly(note_id: int, session: AsyncDbSession) -> None:
+        await session.execute(LOCK_NOTE, {"id": note_id})
 
     @app.post("/notes/{note_id}/lock")
     async def lock_note(note_id: int, session: AsyncDbSession) -> bool:

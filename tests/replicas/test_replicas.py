@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from sessionscope import Database
+from sessionscope import Database, SessionScopeError
 
 from .clusters import Replication, wait_for_replay
 from .replica_app import make_app
@@ -66,6 +66,11 @@ def test_readonly_units_run_on_the_replica_and_the_rest_on_the_primary(
         assert client.post("/where").json() is False
         note = client.post("/notes", json={"body": "locked"}).json()
         assert client.post(f"/notes/{note}/lock").json() is False
+        # A read-only unit cannot lock rows on a replica: the error names the fix, and the
+        # replica, which did nothing wrong, keeps serving.
+        with pytest.raises(SessionScopeError, match=r"unit_of_work\(write=True\)"):
+            client.get(f"/notes/{note}/lock")
+        assert client.get("/where").headers[SERVED_BY] == "replica 1"
 
 
 def test_safe_methods_mode_sends_every_get_to_the_replica(

@@ -14,6 +14,7 @@ from sessionscope import (
     AsyncDbSession,
     Database,
     DbSession,
+    ReplicaStatus,
     Transaction,
     after_commit,
     unit_of_work,
@@ -66,3 +67,25 @@ async def worker() -> list[int]:
     results = await db.gather(one, one)
     assert_type(results, list[int])
     return results
+
+
+replicated = Database(
+    "postgresql+asyncpg://app@db1/shop",
+    replicas=["postgresql+asyncpg://app@db2/shop"],
+    max_replica_lag=2.0,
+    replica_reads="safe_methods",
+    bookmark_cookie="db_bookmark",
+)
+
+
+@app.get("/fresh", dependencies=[unit_of_work(readonly=True, primary=True)])
+async def fresh(session: AsyncDbSession) -> int:
+    return len((await session.execute(select(1))).all())
+
+
+async def replica_health() -> list[float | None]:
+    async with replicated.transaction(readonly=True, primary=True) as session:
+        assert_type(session, AsyncSession)
+    statuses = replicated.replica_status()
+    assert_type(statuses, list[ReplicaStatus])
+    return [status.lag for status in statuses if status.healthy]
