@@ -22,7 +22,8 @@ ReplicaReads = Literal["readonly", "safe_methods"]
 """Which request units of work may read from a replica: ``"readonly"`` only read-only ones
 (``unit_of_work(readonly=True)``); ``"safe_methods"`` also every GET and HEAD request, whose
 units then become read-only (a route that writes on GET declares ``unit_of_work(write=True)``
-or ``unit_of_work(primary=True)``)."""
+or ``unit_of_work(primary=True)``). It applies with or without replicas, so that an app
+behaves the same in development, without them."""
 
 REPLICA_READS: tuple[ReplicaReads, ...] = ("readonly", "safe_methods")
 
