@@ -1,9 +1,10 @@
 """Print pip constraints pinning every declared floor of pyproject.toml to its minimum.
 
 pyproject.toml stays the one source of truth: each requirement of ``dependencies`` and of
-every extra (the developers' tools are dependency groups, not extras) must read ``name>=X`` (optionally with
-extras), and is pinned here to ``name==X``. CI installs the package with these
-constraints and runs the SQLite suite, so a floor is a version that was tested.
+every extra (the developers' tools are dependency groups, not extras) must read
+``name>=X`` (optionally with extras), and is pinned here to ``name==X``. CI installs the
+package with these constraints and runs the SQLite suite, so a floor is a version that was
+tested.
 """
 
 from __future__ import annotations

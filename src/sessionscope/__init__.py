@@ -20,6 +20,7 @@ from ._errors import (
     SessionScopeError,
 )
 from ._policy import CommitPolicy, should_commit
+from ._replicas import ReplicaStatus
 from ._transaction import Transaction
 from ._unit import after_commit
 
@@ -42,6 +43,7 @@ __all__ = [
     "ManualCommitWarning",
     "MissingDriverError",
     "NotInitializedError",
+    "ReplicaStatus",
     "SessionClosedError",
     "SessionScopeError",
     "Transaction",

@@ -13,9 +13,19 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY
 from ._policy import http_error_for, should_commit
-from ._runtime import Attachment
+from ._routing import (
+    SAFE_METHODS,
+    ResponseWatch,
+    empty_body_then,
+    failure_name,
+    replica_is_down,
+    should_retry_on_primary,
+    with_replica_headers,
+)
+from ._runtime import Attachment, UnitMode
 from ._unit import UnitOfWork
 
 logger = logging.getLogger("sessionscope")
@@ -38,20 +48,59 @@ class UnitOfWorkBoundary:
     def __init__(self, app: ASGIApp, attachment: Attachment) -> None:
         self.app = app
         self.attachment = attachment
+        self._bookmark_header = attachment.config.bookmark_header.lower().encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        unit = self._new_unit(scope)
+        if not unit.config.replicas:
+            await self._serve(scope, receive, send, unit)
+            return
+        watched = ResponseWatch(send)
+        try:
+            await self._serve(scope, receive, watched.send, unit)
+        except Exception as error:
+            if watched.started or not should_retry_on_primary(unit, scope, error):
+                raise
+            # A read of a safe method that failed on its replica (stopped, restarted, cut
+            # off) before its response started: nothing was written and nothing sent, so it
+            # runs again, on the primary, instead of failing.
+            assert unit.replica is not None
+            reason = failure_name(error)
+            logger.warning(
+                "%s failed a read (%s); it runs again on the primary", unit.replica.name, reason
+            )
+            if replica_is_down(error):
+                unit.replica.mark_down(f"a request failed there: {reason}")
+            retry = self._new_unit(scope)
+            retry.primary = True
+            await self._serve(scope, empty_body_then(receive), send, retry)
+
+    def _new_unit(self, scope: Scope) -> UnitOfWork:
         attachment = self.attachment
         config = attachment.config
+        method = scope["method"]
+        mode: UnitMode = "read" if method in _READ_METHODS else "write"
+        if config.replica_reads == "safe_methods" and method in SAFE_METHODS:
+            mode = "readonly"
         unit = UnitOfWork(
             attachment.owner,
             config,
-            mode="read" if scope["method"] in _READ_METHODS else "write",
+            mode=mode,
             policy=config.commit_policy,
             attachment=attachment,
         )
+        if config.replicas:
+            unit.min_lsn = presented_bookmark(
+                scope["headers"], self._bookmark_header, config.bookmark_cookie
+            )
+        return unit
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, unit: UnitOfWork) -> None:
+        attachment = self.attachment
+        config = attachment.config
         scope[attachment.scope_key] = unit
         if attachment.default:
             scope[DEFAULT_SCOPE_KEY] = unit
@@ -66,6 +115,8 @@ class UnitOfWorkBoundary:
                         await _end_or_raise(unit, message["status"])
                     else:
                         unit.stream_status = message["status"]
+                    if config.replicas:
+                        message = with_replica_headers(message, unit, config)
                     started = True
                 elif kind == "http.response.body" and not message.get("more_body", False):
                     # A session kept for a stream ends before the stream's last chunk.

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._errors import ConfigurationError
 from ._policy import CommitPolicy, check_commit_policy
@@ -21,6 +21,15 @@ SyncInAsync = Literal["raise", "warn"]
 SessionClass = Literal["sqlalchemy", "sqlmodel"]
 
 ManualCommit = Literal["warn", "raise", "allow"]
+
+ReplicaReads = Literal["readonly", "safe_methods"]
+"""Which request units of work may read from a replica: ``"readonly"`` only read-only ones
+(``unit_of_work(readonly=True)``); ``"safe_methods"`` also every GET and HEAD request, whose
+units then become read-only (a route that writes on GET declares ``unit_of_work(write=True)``
+or ``unit_of_work(primary=True)``). It applies with or without replicas, so that an app
+behaves the same in development, without them."""
+
+REPLICA_READS: tuple[ReplicaReads, ...] = ("readonly", "safe_methods")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +105,36 @@ class DatabaseConfig:
     (``"sqlmodel"``, extra ``sessionscope[sqlmodel]``), whose ``exec()`` returns model
     objects. Either way with sessionscope's guards. Routes that declare
     ``sessionscope.sqlmodel.DbSession`` / ``AsyncDbSession`` get SQLModel's regardless."""
+    replicas: Sequence[str] = ()
+    """URLs of PostgreSQL streaming replicas of `url` (either driver flavour, the other one
+    derived). Read-only units of work run on a healthy replica within `max_replica_lag`;
+    everything else on the primary. Empty: no replicas, nothing changes."""
+
+    max_replica_lag: float = 5.0
+    """Seconds a replica may be behind the primary and still serve reads; one further
+    behind (or down) is skipped until it catches up."""
+
+    replica_reads: ReplicaReads = "readonly"
+    """Which request units of work may read from a replica (see `ReplicaReads`)."""
+
+    replica_check_interval: float = 0.25
+    """Seconds between two checks of each replica's replay position, lag and health."""
+
+    bookmark_header: str = "X-DB-Bookmark"
+    """Response header carrying the bookmark (the primary's WAL position) of a committed
+    write, and the request header a client sends it back in (used only with `replicas`)."""
+
+    bookmark_cookie: str | None = None
+    """Also send the bookmark in this cookie, and read it from there: browsers then get
+    read-your-writes without any client code. ``None``: header only."""
+
+    bookmark_wait: float = 0.02
+    """Seconds a request carrying a bookmark waits for a replica to replay that far before it
+    is served by the primary instead. ``0``: straight to the primary."""
+
+    served_by_header: str | None = None
+    """Response header naming the database that served the request (``primary``,
+    ``replica 1``...), for debugging. ``None``: not sent (it is always in the debug log)."""
 
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
@@ -130,6 +169,42 @@ class DatabaseConfig:
             raise ConfigurationError(
                 f"session_class must be 'sqlalchemy' or 'sqlmodel', got {self.session_class!r}"
             )
+        self._check_replicas()
+
+    def _check_replicas(self) -> None:
+        if isinstance(self.replicas, str):
+            raise ConfigurationError(
+                "replicas must be a list of URLs, not one string; from the environment, "
+                "DATABASE_REPLICA_URLS takes them comma-separated"
+            )
+        object.__setattr__(self, "replicas", tuple(self.replicas))
+        if self.max_replica_lag <= 0:
+            raise ConfigurationError(
+                f"max_replica_lag must be positive, got {self.max_replica_lag}"
+            )
+        if self.replica_check_interval <= 0:
+            raise ConfigurationError(
+                f"replica_check_interval must be positive, got {self.replica_check_interval}"
+            )
+        if self.bookmark_wait < 0:
+            raise ConfigurationError(f"bookmark_wait must be >= 0, got {self.bookmark_wait}")
+        if self.replica_reads not in REPLICA_READS:
+            raise ConfigurationError(
+                f"replica_reads must be one of {', '.join(REPLICA_READS)}, got "
+                f"{self.replica_reads!r}"
+            )
+        if not self.bookmark_header:
+            raise ConfigurationError("bookmark_header must name a header")
+        if not self.replicas:
+            return
+        from ._engines import mask_url, parse_url
+
+        for url in (self.url, *self.replicas):
+            if parse_url(url).get_backend_name() != "postgresql":
+                raise ConfigurationError(
+                    f"replicas work with PostgreSQL streaming replication only; "
+                    f"{mask_url(url)} is not a PostgreSQL URL"
+                )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DatabaseConfig:
@@ -176,6 +251,14 @@ class DatabaseOptions(TypedDict, total=False):
     retry_after: int
     manual_commit: ManualCommit
     session_class: SessionClass
+    replicas: Sequence[str]
+    max_replica_lag: float
+    replica_reads: ReplicaReads
+    replica_check_interval: float
+    bookmark_header: str
+    bookmark_cookie: str | None
+    bookmark_wait: float
+    served_by_header: str | None
     engine_options: Mapping[str, Any]
 
 
@@ -211,6 +294,25 @@ class DatabaseSettings(BaseSettings):
     retry_after: int = default("retry_after")
     manual_commit: ManualCommit = default("manual_commit")
     session_class: SessionClass = default("session_class")
+    replicas: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=default("replicas"),
+        validation_alias=AliasChoices("DATABASE_REPLICA_URLS", "replicas"),
+    )
+    """``DATABASE_REPLICA_URLS``: replica URLs, comma-separated."""
+    max_replica_lag: float = default("max_replica_lag")
+    replica_reads: ReplicaReads = default("replica_reads")
+    replica_check_interval: float = default("replica_check_interval")
+    bookmark_header: str = default("bookmark_header")
+    bookmark_cookie: str | None = default("bookmark_cookie")
+    bookmark_wait: float = default("bookmark_wait")
+    served_by_header: str | None = default("served_by_header")
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _split_replica_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(url.strip() for url in value.split(",") if url.strip())
+        return value
 
     def to_config(self, **overrides: Any) -> DatabaseConfig:
         """The configuration these settings describe; ``overrides`` win (as `Database`
@@ -219,5 +321,6 @@ class DatabaseSettings(BaseSettings):
         for name in ("url", "sync_url", "async_url"):
             secret = getattr(self, name)
             values[name] = secret.get_secret_value() if secret is not None else None
+        values["replicas"] = tuple(url.get_secret_value() for url in self.replicas)
         values.update(overrides)
         return DatabaseConfig.from_options(values)

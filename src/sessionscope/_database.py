@@ -26,6 +26,7 @@ from ._dependencies import request_async_session, request_sync_session
 from ._engines import mask_url
 from ._env import config_from_env
 from ._errors import ConfigurationError
+from ._replicas import ReplicaStatus
 from ._runtime import (
     Attachment,
     Binder,
@@ -239,7 +240,7 @@ class Database:
 
     # -- outside requests -------------------------------------------------------------------
 
-    def transaction(self, *, readonly: bool = False) -> Transaction:
+    def transaction(self, *, readonly: bool = False, primary: bool = False) -> Transaction:
         """A unit of work for scripts, workers, CLI commands and background tasks.
 
         ``with db.transaction() as session`` gives a sync `Session`;
@@ -248,8 +249,15 @@ class Database:
         refuses use afterwards. A failed COMMIT raises the database's exception.
         ``readonly=True`` refuses writes and ends without a COMMIT, as a read-only route does
         (on SQLite it takes no write lock; on PostgreSQL it runs without BEGIN/COMMIT).
+        With `replicas` configured a read-only block runs on a healthy replica, unless
+        ``primary=True``.
         """
-        return Transaction(self, self._config, self._binder, readonly=readonly)
+        return Transaction(self, self._config, self._binder, readonly=readonly, primary=primary)
+
+    def replica_status(self) -> list[ReplicaStatus]:
+        """What the monitors last found about each replica of the running app (or of
+        `startup`): health, lag, replayed position. Empty without replicas."""
+        return self._runtime().replica_status()
 
     async def gather(
         self,

@@ -21,7 +21,7 @@ from ._errors import (
 )
 from ._manual_commit import route_label
 from ._policy import CommitPolicy, check_commit_policy
-from ._runtime import Binder, UnitMode, acquire_slot
+from ._runtime import Binder, Runtime, UnitMode, acquire_slot
 from ._unit import UnitOfWork, current_unit
 
 DEFAULT_SCOPE_KEY = "sessionscope"
@@ -99,6 +99,8 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
         )
     if flavour == "sync":
         _refuse_blocking(scope, unit)
+    if unit.min_lsn and isinstance(binder, Runtime):
+        await binder.wait_for_replica(unit)
     slots = binder.slots(flavour)
     if slots is not None:
         # Wait for a connection here, on the event loop, before a sync endpoint takes a worker
@@ -151,6 +153,7 @@ def unit_of_work(
     keep_for_stream: bool = False,
     write: bool | None = None,
     readonly: bool = False,
+    primary: bool = False,
     database: Attached | None = None,
 ) -> Any:
     """Per-route options of the request's unit of work, as a route dependency::
@@ -168,6 +171,9 @@ def unit_of_work(
       INSERT/UPDATE/DELETE statements raise `SessionScopeError`) and, on PostgreSQL, runs
       without a transaction: no BEGIN and COMMIT round trips, each statement sees the latest
       committed data. The fastest choice for hot read routes.
+    * ``primary``: run on the primary even though the route only reads (with `replicas`
+      configured, read-only units run on a replica): for reads that must see the latest
+      commit of any client.
     * ``database``: the database these options apply to (default: the app's first).
     """
     if readonly and write:
@@ -184,6 +190,8 @@ def unit_of_work(
             unit.policy = commit
         if keep_for_stream:
             unit.keep_for_stream = True
+        if primary:
+            unit.primary = True
         if mode is not None:
             if unit.active:
                 raise SessionScopeError(

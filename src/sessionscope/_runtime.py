@@ -45,6 +45,7 @@ from ._errors import (
     NotInitializedError,
 )
 from ._policy import BUSY_DETAIL
+from ._replicas import Replica, ReplicaSet, ReplicaStatus
 from ._urls import describe_flavours
 
 logger = logging.getLogger("sessionscope")
@@ -62,6 +63,19 @@ class UnitNeeds(Protocol):
 
     @property
     def mode(self) -> UnitMode: ...
+
+    @property
+    def primary(self) -> bool:
+        """The unit must run on the primary, even when it only reads."""
+        ...
+
+    @property
+    def min_lsn(self) -> int:
+        """The WAL position (a bookmark) a replica must have replayed to serve the unit."""
+        ...
+
+    replica: Replica | None
+    """The replica `bind_for` chose (``None``: the primary)."""
 
 
 class Binder(Protocol):
@@ -143,6 +157,10 @@ class Runtime:
         self._sync_slots: anyio.Semaphore | None = None
         self._async_slots: anyio.Semaphore | None = None
         self._end_limiter: anyio.CapacityLimiter | None = None
+        self._replicas = ReplicaSet(config) if config.replicas else None
+        self.last_commit = 0
+        """The WAL position of the latest commit of this runtime's units (with replicas):
+        `db.transaction(readonly=True)` blocks read at least that far."""
         self.started = False
         _all_runtimes.add(self)
 
@@ -188,6 +206,12 @@ class Runtime:
             raise MissingDriverError(str(error))
 
     def bind_for(self, unit: UnitNeeds) -> Engine:
+        if self._replicas is not None and unit.mode == "readonly" and not unit.primary:
+            chosen = self._replicas.pick("sync", unit.min_lsn)
+            if chosen is not None:
+                unit.replica = chosen[0]
+                assert isinstance(chosen[1], Engine)
+                return chosen[1]
         bind = self._sync_binds.get(unit.mode)
         if bind is None:
             bind = self._sync_binds[unit.mode] = _with_options(
@@ -196,6 +220,12 @@ class Runtime:
         return bind
 
     def async_bind_for(self, unit: UnitNeeds) -> AsyncEngine:
+        if self._replicas is not None and unit.mode == "readonly" and not unit.primary:
+            chosen = self._replicas.pick("async", unit.min_lsn)
+            if chosen is not None:
+                unit.replica = chosen[0]
+                assert isinstance(chosen[1], AsyncEngine)
+                return chosen[1]
         bind = self._async_binds.get(unit.mode)
         if bind is None:
             bind = self._async_binds[unit.mode] = _with_options(
@@ -205,6 +235,27 @@ class Runtime:
 
     def slots(self, flavour: Flavour) -> anyio.Semaphore | None:
         return self._sync_slots if flavour == "sync" else self._async_slots
+
+    async def wait_for_replica(self, unit: UnitNeeds) -> None:
+        """Give a replica up to ``bookmark_wait`` to replay the unit's bookmark, so that
+        `bind_for` can send it there; no wait when one already has."""
+        if (
+            self._replicas is not None
+            and unit.min_lsn
+            and unit.mode == "readonly"
+            and not unit.primary
+            and self._config.bookmark_wait > 0
+        ):
+            await self._replicas.catch_up(unit.min_lsn, self._config.bookmark_wait)
+
+    def note_commit(self, position: int) -> None:
+        """Record the bookmark of a commit of one of this runtime's units."""
+        if position > self.last_commit:
+            self.last_commit = position
+
+    def replica_status(self) -> list[ReplicaStatus]:
+        """What the monitors last found about each replica (empty without replicas)."""
+        return self._replicas.status() if self._replicas is not None else []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -247,6 +298,20 @@ class Runtime:
                 await self._check(self._sync_engine, self.sync_url)
             if self._async_engine is not None:
                 await self._check(self._async_engine, self.async_url)
+        if self._replicas is not None:
+            # A replica that is down does not stop start-up: reads go to the primary until
+            # its monitor finds it answering.
+            flavours: set[Flavour] = set()
+            if self._sync_engine is not None:
+                flavours.add("sync")
+            if self._async_engine is not None:
+                flavours.add("async")
+            self._replicas.create_engines(
+                (self.sync_url, self.async_url),
+                flavours,
+                connection_options("postgresql", "readonly"),
+            )
+            await self._replicas.start()
         self.started = True
         logger.info("%s", describe_flavours(self.sync_url, self.async_url, self._deferred))
 
@@ -263,6 +328,9 @@ class Runtime:
     async def stop(self) -> None:
         """Dispose of the engines: close every pooled connection."""
         self.started = False
+        if self._replicas is not None:
+            replicas, self._replicas = self._replicas, ReplicaSet(self._config)
+            await replicas.stop()
         with self._lock:
             sync_engine, self._sync_engine = self._sync_engine, None
             async_engine, self._async_engine = self._async_engine, None
@@ -276,6 +344,9 @@ class Runtime:
     def stop_sync(self) -> None:
         """`stop` for code without an event loop (scripts)."""
         self.started = False
+        if self._replicas is not None:
+            replicas, self._replicas = self._replicas, ReplicaSet(self._config)
+            replicas.stop_sync()
         with self._lock:
             sync_engine, self._sync_engine = self._sync_engine, None
             async_engine, self._async_engine = self._async_engine, None
@@ -288,6 +359,8 @@ class Runtime:
             async_engine.sync_engine.dispose(close=False)
 
     def after_fork(self) -> None:
+        if self._replicas is not None:
+            self._replicas.after_fork()
         if self._sync_engine is not None:
             self._sync_engine.dispose(close=False)
         if self._async_engine is not None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ._config import DatabaseConfig
-from ._runtime import Binder
+from ._runtime import Binder, Runtime
 from ._unit import UnitOfWork, check_not_on_event_loop, current_unit
 
 _ENDED_TRANSACTION = (
@@ -27,7 +27,7 @@ class Transaction:
     normally, as they do for a read-only request.
     """
 
-    __slots__ = ("_config", "_locate", "_owner", "_readonly", "_token", "_unit")
+    __slots__ = ("_config", "_locate", "_owner", "_primary", "_readonly", "_token", "_unit")
 
     def __init__(
         self,
@@ -36,8 +36,10 @@ class Transaction:
         locate: Callable[[], Binder],
         *,
         readonly: bool,
+        primary: bool = False,
     ) -> None:
         self._owner = owner
+        self._primary = primary
         self._config = config
         self._locate = locate
         self._readonly = readonly
@@ -56,6 +58,11 @@ class Transaction:
             mode="readonly" if self._readonly else "write",
             policy="success",
         )
+        unit.primary = self._primary
+        if self._readonly and isinstance(binder, Runtime):
+            # Read-your-writes within the process: a replica serves the block only once it
+            # has replayed every commit this runtime made before it.
+            unit.min_lsn = binder.last_commit
         self._unit = unit
         self._token = current_unit.set(unit)
         return unit, binder
@@ -89,6 +96,8 @@ class Transaction:
     async def __aenter__(self) -> AsyncSession:
         unit, binder = self._open()
         try:
+            if unit.min_lsn and isinstance(binder, Runtime):
+                await binder.wait_for_replica(unit)
             return unit.open_async(binder, _ENDED_TRANSACTION)
         except BaseException:
             self._leave(None)

@@ -21,10 +21,18 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from ._bookmarks import (
+    UNREADABLE,
+    BookmarkAsyncSession,
+    BookmarkSession,
+    bookmark_of,
+    parse_lsn,
+)
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
 from ._policy import CommitPolicy
-from ._runtime import Attachment, Binder, UnitMode
+from ._replicas import Replica
+from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._session_kinds import session_classes
 from ._sessions import UNIT_KEY, ending, has_pending_work, seal
 
@@ -54,12 +62,16 @@ class UnitOfWork:
         "async_session",
         "attachment",
         "binder",
+        "bookmark",
         "config",
         "ended",
         "keep_for_stream",
+        "min_lsn",
         "mode",
         "owner",
         "policy",
+        "primary",
+        "replica",
         "route",
         "stream_status",
         "sync_session",
@@ -85,6 +97,14 @@ class UnitOfWork:
         self.policy: CommitPolicy = policy
         self.route: str | None = None
         """``METHOD /path`` of the request's route, for messages (``None`` outside requests)."""
+        self.primary = False
+        """Run on the primary even when read-only (``unit_of_work(primary=True)``)."""
+        self.min_lsn = 0
+        """The WAL position of the bookmark the request presented (``0``: none)."""
+        self.replica: Replica | None = None
+        """The replica the unit runs on (``None``: the primary)."""
+        self.bookmark: str | None = None
+        """The primary's WAL position after this unit's COMMIT (with replicas only)."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
@@ -113,9 +133,13 @@ class UnitOfWork:
     def open_sync(self, binder: Binder, ended_message: str) -> Session:
         self.binder = binder
         bind = binder.bind_for(self)
-        session_class = session_classes(
-            self.config.session_class, readonly=self.mode == "readonly"
-        )[0]
+        if self.config.replicas and self.mode != "readonly" and self._plain_sessions():
+            # Reads the primary's WAL position after COMMIT, for the response's bookmark.
+            session_class: type[Session] = BookmarkSession
+        else:
+            session_class = session_classes(
+                self.config.session_class, readonly=self.mode == "readonly"
+            )[0]
         if isinstance(bind, Connection):
             # A connection holds an outer transaction (a test's): the session's commit and
             # rollback work on SAVEPOINTs inside it.
@@ -130,9 +154,13 @@ class UnitOfWork:
     def open_async(self, binder: Binder, ended_message: str) -> AsyncSession:
         self.binder = binder
         bind = binder.async_bind_for(self)
-        session_class = session_classes(
-            self.config.session_class, readonly=self.mode == "readonly"
-        )[1]
+        if self.config.replicas and self.mode != "readonly" and self._plain_sessions():
+            async_class: type[AsyncSession] = BookmarkAsyncSession
+        else:
+            async_class = session_classes(
+                self.config.session_class, readonly=self.mode == "readonly"
+            )[1]
+        session_class = async_class
         if isinstance(bind, AsyncConnection):
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
@@ -141,6 +169,10 @@ class UnitOfWork:
         self._ended_message = ended_message
         self.async_session = session
         return session
+
+    def _plain_sessions(self) -> bool:
+        # Bookmarks are read by SQLAlchemy's session classes; SQLModel sessions go without.
+        return self.config.session_class == "sqlalchemy"
 
     def hold_slot(self, slot: anyio.Semaphore) -> None:
         """Record a connection slot taken for this unit; `end` gives it back."""
@@ -181,6 +213,8 @@ class UnitOfWork:
                     )
             finally:
                 self._release_slot()
+            if send_commit and error is None and self.config.replicas:
+                self._keep_bookmark()
             if commit and error is None and self._after_commit:
                 await self._run_after_commit()
         return error
@@ -195,6 +229,8 @@ class UnitOfWork:
             error = _end_sync(
                 self.sync_session, commit and self.mode != "readonly", self._ended_message
             )
+            if commit and error is None and self.config.replicas:
+                self._keep_bookmark()
         if commit and error is None and self._after_commit:
             for callback in self._after_commit:
                 result = _call_logged(callback)
@@ -223,6 +259,14 @@ class UnitOfWork:
                 finally:
                     seal(session, self._ended_message)
         return error
+
+    def _keep_bookmark(self) -> None:
+        session = self.async_session.sync_session if self.async_session else self.sync_session
+        if session is not None:
+            self.bookmark = bookmark_of(session)
+        position = parse_lsn(self.bookmark) if self.bookmark is not None else None
+        if position is not None and position != UNREADABLE and isinstance(self.binder, Runtime):
+            self.binder.note_commit(position)
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None

@@ -7,7 +7,7 @@ from typing import Literal
 import anyio
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -19,8 +19,18 @@ READY_TIMEOUT = 3.0
 """Seconds ``/readyz`` waits for ``SELECT 1``: a probe must answer before its own timeout."""
 
 
+class ReplicaHealth(BaseModel):
+    name: str
+    healthy: bool
+    lag_seconds: float | None
+    reason: str | None
+
+
 class Health(BaseModel):
     status: Literal["ok"]
+    replicas: list[ReplicaHealth] | None = Field(default=None, exclude_if=lambda v: v is None)
+    """With replicas configured: each one's health and lag. A replica that is down or lags
+    does not make the service unready: its reads go to the primary."""
 
 
 class NotReady(BaseModel):
@@ -41,7 +51,8 @@ async def healthz() -> Health:
     responses={503: {"model": NotReady, "description": "Database unreachable"}},
 )
 async def readyz(request: Request) -> Health | JSONResponse:
-    """Readiness: ``SELECT 1`` on a connection from the service's own pool."""
+    """Readiness: ``SELECT 1`` on a connection from the service's own pool (the primary's);
+    with replicas, what their monitors last found."""
     db: Database = request.app.state.db
     try:
         with anyio.fail_after(READY_TIMEOUT):
@@ -50,7 +61,16 @@ async def readyz(request: Request) -> Health | JSONResponse:
     except Exception as error:
         body = NotReady(status="unavailable", reason=describe(error, db))
         return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
-    return Health(status="ok")
+    replicas = [
+        ReplicaHealth(
+            name=replica.name,
+            healthy=replica.healthy,
+            lag_seconds=None if replica.lag is None else round(replica.lag, 3),
+            reason=replica.reason,
+        )
+        for replica in db.replica_status()
+    ]
+    return Health(status="ok", replicas=replicas or None)
 
 
 def describe(error: Exception, db: Database) -> str:

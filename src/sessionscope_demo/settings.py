@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,10 +31,19 @@ class ServiceSettings(BaseSettings):
 
     def database_config(self) -> DatabaseConfig:
         """The service's database configuration: sessionscope's own ``DATABASE_*`` variables,
-        with this service's URL and start-up check."""
-        return DatabaseSettings().to_config(
+        with this service's URL and start-up check. With ``DATABASE_REPLICA_URLS`` set, GET
+        routes read from the replicas (``DATABASE_REPLICA_READS`` defaults to
+        ``safe_methods``) and responses carry bookmarks (``X-DB-Bookmark``)."""
+        database = DatabaseSettings()
+        overrides: dict[str, Any] = {}
+        if database.replicas and "replica_reads" not in database.model_fields_set:
+            # With DATABASE_REPLICA_URLS set, every GET route reads from a replica: none of
+            # the service's GET routes writes.
+            overrides["replica_reads"] = "safe_methods"
+        return database.to_config(
             url=self.database_url.get_secret_value(),
             check_on_startup=self.database_check_on_startup,
+            **overrides,
         )
 
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1)

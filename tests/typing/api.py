@@ -15,6 +15,7 @@ from sessionscope import (
     AsyncDbSession,
     Database,
     DbSession,
+    ReplicaStatus,
     Transaction,
     after_commit,
     unit_of_work,
@@ -116,3 +117,25 @@ def export_notes(cursor: str | None) -> list[Note]:
             if result.next_cursor is None:
                 return notes
             page = PageRequest(limit=50, cursor=result.next_cursor)
+
+
+replicated = Database(
+    "postgresql+asyncpg://app@db1/shop",
+    replicas=["postgresql+asyncpg://app@db2/shop"],
+    max_replica_lag=2.0,
+    replica_reads="safe_methods",
+    bookmark_cookie="db_bookmark",
+)
+
+
+@app.get("/fresh", dependencies=[unit_of_work(readonly=True, primary=True)])
+async def fresh(session: AsyncDbSession) -> int:
+    return len((await session.execute(select(1))).all())
+
+
+async def replica_health() -> list[float | None]:
+    async with replicated.transaction(readonly=True, primary=True) as session:
+        assert_type(session, AsyncSession)
+    statuses = replicated.replica_status()
+    assert_type(statuses, list[ReplicaStatus])
+    return [status.lag for status in statuses if status.healthy]
