@@ -74,7 +74,7 @@ def test_every_public_method_of_an_ended_session_refuses(database_url: str, flav
             with pytest.raises(SessionClosedError, match="BackgroundTasks"):
                 _call(getattr(target, name))
             checked += 1
-    assert checked >= 30
+    assert checked >= 25  # SQLAlchemy 2.0 has fewer public methods than 2.1
     # Closing again stays harmless.
     _call(session.close)
 
