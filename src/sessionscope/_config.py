@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ._errors import ConfigurationError
 from ._policy import CommitPolicy, check_commit_policy
 from ._pool import DEFAULT_OVERFLOW_IDLE_TIMEOUT
+from ._tuning import check_statement_timeout
 
 DEFAULT_URL = "sqlite:///./sessionscope.db"
 
@@ -81,6 +82,16 @@ class DatabaseConfig:
     retry_after: int = 1
     """Seconds sent in ``Retry-After`` with 503 responses."""
 
+    statement_timeout: float | None = None
+    """Seconds any one statement may run before the database cancels it (the request is then
+    answered 503 with ``Retry-After``); routes and transactions can set their own. ``None``:
+    no limit. PostgreSQL, MariaDB and MySQL (SELECTs only); ignored on SQLite."""
+
+    retry_lock_timeouts: bool = False
+    """Also re-run units of work with ``retries`` when a lock wait timed out (MySQL/MariaDB
+    1205, PostgreSQL 55P03 under a ``lock_timeout``), not only on serialization failures and
+    deadlocks."""
+
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
 
@@ -106,6 +117,7 @@ class DatabaseConfig:
                 f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}"
             )
         check_commit_policy(self.commit_policy)
+        check_statement_timeout(self.statement_timeout)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DatabaseConfig:
@@ -150,6 +162,8 @@ class DatabaseOptions(TypedDict, total=False):
     commit_policy: CommitPolicy
     check_on_startup: bool
     retry_after: int
+    statement_timeout: float | None
+    retry_lock_timeouts: bool
     engine_options: Mapping[str, Any]
 
 
@@ -183,6 +197,8 @@ class DatabaseSettings(BaseSettings):
     commit_policy: CommitPolicy = default("commit_policy")
     check_on_startup: bool = default("check_on_startup")
     retry_after: int = default("retry_after")
+    statement_timeout: float | None = default("statement_timeout")
+    retry_lock_timeouts: bool = default("retry_lock_timeouts")
 
     def to_config(self, **overrides: Any) -> DatabaseConfig:
         """The configuration these settings describe; ``overrides`` win (as `Database`

@@ -16,6 +16,7 @@ from sqlalchemy.util import get_cls_kwargs
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
 from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
+from ._tuning import install_statement_timeout
 
 # backend -> (sync driver, async driver, extra that installs them)
 _DRIVER_PAIRS: dict[str, tuple[str, str, str]] = {
@@ -222,6 +223,7 @@ def _install_hooks(engine: Engine, config: DatabaseConfig, url: URL) -> None:
         _install_sqlite_recipe(engine, config, memory=is_sqlite_memory(url))
     if config.ping_after_idle:
         _install_idle_ping(engine, config.ping_after_idle)
+    install_statement_timeout(engine, url.get_backend_name())
 
 
 def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bool) -> None:

@@ -17,6 +17,7 @@ from ._errors import (
     DatabaseBusyError,
     DatabaseHTTPError,
 )
+from ._retry import is_retryable, is_statement_timeout
 
 CommitPolicy = Literal["success", "below_500", "never"]
 """When a request's unit of work commits.
@@ -62,18 +63,23 @@ def http_error_for(
 ) -> DatabaseHTTPError | None:
     """Return the error response a database failure becomes, or ``None`` to let it propagate.
 
-    integrity → 409; pool timeout, lost connection, operational error → 503 with
-    ``Retry-After``. Any other SQLAlchemy error becomes a 500 when it broke the COMMIT
-    (``at_commit``); raised by the endpoint it is a bug in the app and propagates to the
-    server's error handler with its traceback. The detail never holds SQL text or parameters.
+    integrity → 409; pool timeout, lost connection, operational error, a statement cancelled
+    by its timeout, a serialization failure or deadlock → 503 with ``Retry-After``. Any other
+    SQLAlchemy error becomes a 500 when it broke the COMMIT (``at_commit``); raised by the
+    endpoint it is a bug in the app and propagates to the server's error handler with its
+    traceback. The detail never holds SQL text or parameters.
     """
     if isinstance(error, DatabaseHTTPError):
         return error
     if isinstance(error, sa_exc.IntegrityError):
         return ConflictError(409, CONFLICT_DETAIL)
-    if isinstance(
-        error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.DisconnectionError)
-    ) or (isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated):
+    if (
+        isinstance(error, (sa_exc.TimeoutError, sa_exc.OperationalError, sa_exc.DisconnectionError))
+        or (isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated)
+        # asyncpg's adapted errors are plain DBAPIErrors: read their SQLSTATE.
+        or is_statement_timeout(error)
+        or is_retryable(error)
+    ):
         return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(retry_after)})
     if at_commit and isinstance(error, sa_exc.SQLAlchemyError):
         return CommitFailedError(500, COMMIT_FAILED_DETAIL)

@@ -34,6 +34,7 @@ from ._sessions import (
     has_pending_work,
     seal,
 )
+from ._tuning import IsolationLevel
 
 logger = logging.getLogger("sessionscope")
 
@@ -63,10 +64,13 @@ class UnitOfWork:
         "binder",
         "config",
         "ended",
+        "isolation",
         "keep_for_stream",
         "mode",
         "owner",
         "policy",
+        "retries",
+        "statement_timeout",
         "stream_status",
         "sync_session",
     )
@@ -89,6 +93,12 @@ class UnitOfWork:
         """Where the unit runs; set when its session opens."""
         self.mode: UnitMode = mode
         self.policy: CommitPolicy = policy
+        self.isolation: IsolationLevel | None = None
+        """The transaction isolation level (``None``: the database's default)."""
+        self.statement_timeout: float | None = config.statement_timeout
+        """Seconds each statement may run (``None``: no limit)."""
+        self.retries = 0
+        """How many times a request's unit of work is re-run on a retryable error."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
