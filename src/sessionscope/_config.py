@@ -9,6 +9,8 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ._errors import ConfigurationError
 from ._policy import CommitPolicy, check_commit_policy
@@ -87,6 +89,11 @@ class DatabaseConfig:
     answered 503 with ``Retry-After``); routes and transactions can set their own. ``None``:
     no limit. PostgreSQL, MariaDB and MySQL (SELECTs only); ignored on SQLite."""
 
+    pgbouncer: bool = False
+    """PostgreSQL is reached through PgBouncer in transaction pooling mode: no server-side
+    prepared statements (psycopg ``prepare_threshold=None``; asyncpg without statement cache,
+    unnamed statements) and read-only units in read-only transactions, not autocommit."""
+
     retry_lock_timeouts: bool = False
     """Also re-run units of work with ``retries`` when a lock wait timed out (MySQL/MariaDB
     1205, PostgreSQL 55P03 under a ``lock_timeout``), not only on serialization failures and
@@ -118,6 +125,8 @@ class DatabaseConfig:
             )
         check_commit_policy(self.commit_policy)
         check_statement_timeout(self.statement_timeout)
+        if self.pgbouncer:
+            _check_pgbouncer_url(self)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> DatabaseConfig:
@@ -138,6 +147,20 @@ class DatabaseConfig:
             f"DatabaseConfig(url={mask_url(self.url)!r}, pool_size={self.pool_size}, "
             f"max_overflow={self.max_overflow}, pool_timeout={self.pool_timeout})"
         )
+
+
+def _check_pgbouncer_url(config: DatabaseConfig) -> None:
+    urls = [url for url in (config.url, config.sync_url, config.async_url) if url is not None]
+    for url in urls:
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            continue  # reported, password masked, when the engines are made
+        if backend != "postgresql":
+            raise ConfigurationError(
+                f"pgbouncer=True is for PostgreSQL URLs; this database is {backend}. Drop "
+                "pgbouncer=True (DATABASE_PGBOUNCER) or point the URL at PgBouncer."
+            )
 
 
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DatabaseConfig))
@@ -163,6 +186,7 @@ class DatabaseOptions(TypedDict, total=False):
     check_on_startup: bool
     retry_after: int
     statement_timeout: float | None
+    pgbouncer: bool
     retry_lock_timeouts: bool
     engine_options: Mapping[str, Any]
 
@@ -198,6 +222,7 @@ class DatabaseSettings(BaseSettings):
     check_on_startup: bool = default("check_on_startup")
     retry_after: int = default("retry_after")
     statement_timeout: float | None = default("statement_timeout")
+    pgbouncer: bool = default("pgbouncer")
     retry_lock_timeouts: bool = default("retry_lock_timeouts")
 
     def to_config(self, **overrides: Any) -> DatabaseConfig:

@@ -15,6 +15,7 @@ from sqlalchemy.util import get_cls_kwargs
 
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
+from ._pgbouncer import pgbouncer_connect_args
 from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
 from ._tuning import install_statement_timeout
 
@@ -136,6 +137,12 @@ def _engine_kwargs(
         kwargs["overflow_idle_timeout"] = config.overflow_idle_timeout
     _drop_unaccepted_pool_options(kwargs, config.engine_options)
     kwargs.update(config.engine_options)
+    if config.pgbouncer and backend == "postgresql":
+        # The user's connect_args win, key by key.
+        kwargs["connect_args"] = {
+            **pgbouncer_connect_args(url),
+            **config.engine_options.get("connect_args", {}),
+        }
     return url, kwargs
 
 

@@ -105,12 +105,14 @@ def connection_options(
     *,
     isolation: IsolationLevel | None = None,
     statement_timeout: float | None = None,
+    pgbouncer: bool = False,
 ) -> Mapping[str, Any]:
     """The execution options a unit of ``mode`` needs on ``backend``'s connections, with its
-    isolation level and statement timeout (see `_tuning`)."""
+    isolation level and statement timeout (see `_tuning`), behind PgBouncer or not."""
     tuned = tuning_options(backend, isolation, statement_timeout)
-    if tuned and mode == "readonly" and backend == "postgresql":
-        # A level or a SET LOCAL needs a transaction: a read-only one here, not autocommit.
+    if (tuned or pgbouncer) and mode == "readonly" and backend == "postgresql":
+        # A level or a SET LOCAL needs a transaction, and so does PgBouncer (see
+        # `_pgbouncer`): a read-only one, not autocommit.
         return {**tuned, "postgresql_readonly": True}
     if tuned:
         return {**connection_options(backend, mode), **tuned}
@@ -207,14 +209,18 @@ class Runtime:
         key = _bind_key(unit)
         bind = self._sync_binds.get(key)
         if bind is None:
-            bind = self._sync_binds[key] = _with_options(self.sync_engine, self.sync_url, key)
+            bind = self._sync_binds[key] = _with_options(
+                self.sync_engine, self.sync_url, key, pgbouncer=self._config.pgbouncer
+            )
         return bind
 
     def async_bind_for(self, unit: UnitNeeds) -> AsyncEngine:
         key = _bind_key(unit)
         bind = self._async_binds.get(key)
         if bind is None:
-            bind = self._async_binds[key] = _with_options(self.async_engine, self.async_url, key)
+            bind = self._async_binds[key] = _with_options(
+                self.async_engine, self.async_url, key, pgbouncer=self._config.pgbouncer
+            )
         return bind
 
     def slots(self, flavour: Flavour) -> anyio.Semaphore | None:
@@ -315,10 +321,14 @@ def _bind_key(unit: UnitNeeds) -> BindKey:
     return (unit.mode, unit.isolation, unit.statement_timeout)
 
 
-def _with_options(engine: _E, url: URL, key: BindKey) -> _E:
+def _with_options(engine: _E, url: URL, key: BindKey, *, pgbouncer: bool) -> _E:
     mode, isolation, statement_timeout = key
     options = connection_options(
-        url.get_backend_name(), mode, isolation=isolation, statement_timeout=statement_timeout
+        url.get_backend_name(),
+        mode,
+        isolation=isolation,
+        statement_timeout=statement_timeout,
+        pgbouncer=pgbouncer,
     )
     # An option copy shares the engine's pool and dialect.
     return engine.execution_options(**options) if options else engine
