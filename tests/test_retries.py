@@ -21,6 +21,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, select, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -314,3 +315,58 @@ def _run_again_once(url: str, counters: Table, flavour_: str) -> None:
     finally:
         other.dispose()
         db.close()
+
+
+LOCK_WAIT_LIMIT = {
+    # A lock wait gives up after 1 s (MariaDB counts whole seconds).
+    "postgresql": {"options": "-c lock_timeout=1000"},
+    "mysql": {"init_command": "SET SESSION innodb_lock_wait_timeout=1"},
+}
+
+
+@pytest.mark.parametrize("retry_lock_timeouts", [True, False])
+def test_lock_wait_timeouts_are_retried_only_when_configured(
+    server_url: str, counters: Table, retry_lock_timeouts: bool
+) -> None:
+    """Another connection holds row 1 for 1.5 s; the block's lock wait times out after 1 s
+    (1205 / 55P03): re-run, it finds the row free."""
+    backend = make_url(server_url).get_backend_name()
+    db = Database(
+        server_url,
+        retry_lock_timeouts=retry_lock_timeouts,
+        engine_options={"connect_args": LOCK_WAIT_LIMIT[backend]},
+    )
+    holder = create_engine(server_url)
+    locked = threading.Event()
+
+    def hold() -> None:
+        with holder.begin() as connection:
+            _bump_connection(connection, counters)
+            locked.set()
+            threading.Event().wait(1.5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert locked.wait(30)
+
+        @db.transaction(retries=5)
+        def bump(session: Session) -> None:
+            _bump_sync(session, counters, 1)
+
+        if retry_lock_timeouts:
+            bump()
+            assert _value(db, counters) == 2
+        else:
+            with pytest.raises(DBAPIError) as timed_out:
+                bump()
+            assert is_retryable(timed_out.value, lock_timeouts=True)
+            assert not is_retryable(timed_out.value)
+    finally:
+        thread.join(30)
+        holder.dispose()
+        db.close()
+
+
+def _bump_connection(connection: Any, table: Table) -> None:
+    connection.execute(update(table).where(table.c.id == 1).values(value=table.c.value + 1))

@@ -17,13 +17,16 @@ from srv_harness import ProbeServer
 
 REQUESTS = 100
 
-pytestmark = pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param("postgres", marks=pytest.mark.postgres),
-        pytest.param("mariadb", marks=pytest.mark.mariadb),
-    ],
-)
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.parametrize(
+        "backend",
+        [
+            pytest.param("postgres", marks=pytest.mark.postgres),
+            pytest.param("mariadb", marks=pytest.mark.mariadb),
+        ],
+    ),
+]
 
 
 async def _increments(base_url: str, path: str) -> list[int]:
