@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, select, update
 from sqlalchemy.engine import make_url
@@ -370,3 +370,46 @@ def test_lock_wait_timeouts_are_retried_only_when_configured(
 
 def _bump_connection(connection: Any, table: Table) -> None:
     connection.execute(update(table).where(table.c.id == 1).values(value=table.c.value + 1))
+
+
+@pytest.mark.postgres
+def test_a_request_that_used_another_database_does_not_run_again() -> None:
+    url = require_server("postgres")
+    with counter_table(url) as counters:
+        db = Database(url)
+        other_db = Database(url, name="other")
+        other = create_engine(url)
+        runs: list[int] = []
+        app = FastAPI()
+        db.init_app(app)  # attached first: DbSession is db's
+        other_db.init_app(app)
+
+        async def open_other(request: Request) -> None:
+            request.state.second = await other_db.get_session(request)
+
+        retried = unit_of_work(isolation="REPEATABLE READ", retries=2)
+
+        @app.post("/add", dependencies=[retried, Depends(open_other)])
+        def add(session: DbSession, request: Request) -> None:
+            runs.append(1)
+            second: Session = request.state.second
+            second.execute(update(counters).where(counters.c.id == 2).values(value=1))
+            value = session.execute(select(counters.c.value).where(counters.c.id == 1)).scalar_one()
+            if len(runs) == 1:
+                with other.begin() as connection:
+                    connection.execute(
+                        update(counters)
+                        .where(counters.c.id == 1)
+                        .values(value=counters.c.value + 100)
+                    )
+            session.execute(update(counters).where(counters.c.id == 1).values(value=value + 1))
+
+        try:
+            with TestClient(app) as client:
+                response = client.post("/add")
+            assert response.status_code == 503
+            assert runs == [1]
+        finally:
+            other.dispose()
+            db.close()
+            other_db.close()

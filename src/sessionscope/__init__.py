@@ -18,11 +18,14 @@ from ._errors import (
     SessionScopeError,
 )
 from ._policy import CommitPolicy, should_commit
+from ._retry import Attempt
 from ._transaction import Transaction
+from ._tuning import IsolationLevel
 from ._unit import after_commit
 
 __all__ = [
     "AsyncDbSession",
+    "Attempt",
     "BlockingSessionError",
     "CommitFailedError",
     "CommitPolicy",
@@ -37,6 +40,7 @@ __all__ = [
     "DatabaseSettings",
     "DatabaseUnavailableError",
     "DbSession",
+    "IsolationLevel",
     "MissingDriverError",
     "NotInitializedError",
     "SessionClosedError",

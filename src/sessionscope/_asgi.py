@@ -5,6 +5,10 @@ every user middleware. It watches the ``http.response.start`` message: the statu
 is about to receive decides commit or rollback, and the COMMIT completes before that message
 (the first byte) goes out. A failed COMMIT is raised as a `DatabaseHTTPError`, which the app's
 own ``HTTPException`` handler renders, so CORS, logging and every other middleware see it.
+
+A route with ``unit_of_work(retries=N)`` whose statement or COMMIT fails with a serialization
+failure or a deadlock before the response starts runs again here: a fresh unit of work, the
+scope as it came in, the body messages replayed.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class UnitOfWorkBoundary:
         try:
             await self.app(scope, receive, send_after_commit)
         except _CommitFailed as failed:
-            if not started and _may_run_again(unit, failed.error, attempt):
+            if not started and _may_run_again(unit, failed.error, attempt, scope):
                 raise _RunAgain(failed.error, unit.retries) from None
             http_error = http_error_for(
                 failed.error, retry_after=config.retry_after, at_commit=True
@@ -115,7 +119,7 @@ class UnitOfWorkBoundary:
         except BaseException as error:
             await unit.end(commit=False)
             if not started and isinstance(error, Exception):
-                if _may_run_again(unit, error, attempt):
+                if _may_run_again(unit, error, attempt, scope):
                     raise _RunAgain(error, unit.retries) from None
                 http_error = http_error_for(error, retry_after=config.retry_after, at_commit=False)
                 if http_error is not None and http_error is not error:
@@ -147,9 +151,17 @@ class _RunAgain(Exception):
         self.retries = retries
 
 
-def _may_run_again(unit: UnitOfWork, error: BaseException, attempt: int) -> bool:
-    return attempt < unit.retries and is_retryable(
+def _may_run_again(unit: UnitOfWork, error: BaseException, attempt: int, scope: Scope) -> bool:
+    if attempt >= unit.retries or not is_retryable(
         error, lock_timeouts=unit.config.retry_lock_timeouts
+    ):
+        return False
+    # Another database's unit of this request would not run again: it carries its first
+    # run's work into the next, or has committed it already. Only a request whose database
+    # work is all in this unit runs again.
+    return not any(
+        isinstance(other, UnitOfWork) and other is not unit and other.active
+        for other in scope.values()
     )
 
 

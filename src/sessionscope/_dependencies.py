@@ -179,6 +179,7 @@ def unit_of_work(
       the COMMIT fails with a serialization failure or a deadlock before the response starts:
       the endpoint (and its dependencies) run again with a fresh session and the same request.
       Only for idempotent handlers: every effect outside the database happens once per run.
+      A request that also used another database's session does not run again.
       Refused with ``keep_for_stream`` (a stream has started before its COMMIT).
     * ``database``: the database these options apply to (default: the app's first).
     """
