@@ -83,7 +83,8 @@ class Database:
         """Read ``DATABASE_URL`` (default: a SQLite file ``./sessionscope.db``) and
         ``DATABASE_POOL_SIZE``, ``DATABASE_MAX_OVERFLOW``, ``DATABASE_OVERFLOW_IDLE_TIMEOUT``,
         ``DATABASE_POOL_TIMEOUT``, ``DATABASE_POOL_RECYCLE``, ``DATABASE_PING_AFTER_IDLE``,
-        ``DATABASE_ECHO``."""
+        ``DATABASE_ECHO``, ``DATABASE_STATEMENT_TIMEOUT``, ``DATABASE_PGBOUNCER``... (every
+        field but ``engine_options``; see `DatabaseSettings`)."""
         return cls(config=DatabaseSettings().to_config(**overrides), name=name)
 
     @property

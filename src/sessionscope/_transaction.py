@@ -33,6 +33,9 @@ class Transaction:
     The block commits when it exits normally and rolls back when it raises. A read-only block
     refuses writes and ends without a COMMIT; its `after_commit` callbacks run when it exits
     normally, as they do for a read-only request.
+
+    With ``retries``, it is not entered itself: iterating it gives the `Attempt` blocks of a
+    retried transaction, and calling it decorates a function that takes the session.
     """
 
     __slots__ = (
