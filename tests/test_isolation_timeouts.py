@@ -237,3 +237,21 @@ def test_bad_options_are_configuration_errors(tmp_path: Any) -> None:
     with pytest.raises(SessionScopeError, match="for attempt in"), db.transaction(retries=2):
         pass
     db.close()
+
+
+def test_a_write_after_a_read_only_unit_with_a_level_on_the_same_connection(
+    server_url: str,
+) -> None:
+    """On PostgreSQL that unit ran in a read-only transaction: the connection must not stay
+    read-only for the next unit."""
+    db = Database(server_url, pool_size=1, max_overflow=0)
+    try:
+        with db.transaction(readonly=True, isolation="SERIALIZABLE") as session:
+            first = _state_sync(session, make_url(server_url).get_backend_name())
+        with db.transaction() as session:
+            after = _state_sync(session, make_url(server_url).get_backend_name())
+            session.execute(text("CREATE TEMPORARY TABLE written_after_readonly (x INT)"))
+            session.execute(text("INSERT INTO written_after_readonly VALUES (1)"))
+        assert first["id"] == after["id"]
+    finally:
+        db.close()
