@@ -24,6 +24,18 @@ PORTS = range(6432, 6440)
 LIFETIME = 1800  # seconds: the longest a test session keeps one PgBouncer
 
 
+def require_pgbouncer() -> None:
+    """Skip when PgBouncer is not installed; under ``CI=true`` fail instead."""
+    import pytest
+
+    if pgbouncer_binary() is not None:
+        return
+    message = "pgbouncer is not installed (Debian package `pgbouncer`)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: .ci/run installs it)", pytrace=False)
+    pytest.skip(message)
+
+
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next(
         (path for path in ("/usr/sbin/pgbouncer",) if os.access(path, os.X_OK)), None

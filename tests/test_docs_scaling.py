@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert, select
 
 from .conftest import require_server
-from .pgbouncer import pgbouncer_binary, run_pgbouncer
+from .pgbouncer import require_pgbouncer, run_pgbouncer
 
 ROOT = Path(__file__).parent.parent
 PAGE = ROOT / "docs" / "scaling.md"
@@ -113,8 +113,7 @@ def test_pool_sizing_examples_of_the_page() -> None:
 @pytest.mark.postgres
 def test_pgbouncer_snippet(monkeypatch: pytest.MonkeyPatch) -> None:
     server_url = require_server("postgres")
-    if pgbouncer_binary() is None:
-        pytest.skip("pgbouncer is not installed")
+    require_pgbouncer()
     with run_pgbouncer(server_url, pool_size=2) as url:
         monkeypatch.setenv("DATABASE_PGBOUNCER", "true")
         bounced = url.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)

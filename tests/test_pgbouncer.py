@@ -8,7 +8,6 @@ matters. The core request scenarios then run through PgBouncer, sync and async.
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from sessionscope import ConfigurationError, Database, DatabaseSettings
 from .apps import async_app, sync_app
 from .conftest import require_server
 from .models import Base, Item
-from .pgbouncer import pgbouncer_binary, run_pgbouncer
+from .pgbouncer import require_pgbouncer, run_pgbouncer
 
 pytestmark = pytest.mark.postgres
 
@@ -36,11 +35,7 @@ TRANSACTIONS = 15
 @pytest.fixture(scope="module")
 def pgbouncer_url() -> Iterator[str]:
     server_url = require_server("postgres")
-    if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (Debian package `pgbouncer`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: .ci/run installs it)", pytrace=False)
-        pytest.skip(message)
+    require_pgbouncer()
     with run_pgbouncer(server_url, pool_size=3) as url:
         yield url.render_as_string(hide_password=False)
 

@@ -9,7 +9,6 @@ killing or counting them, do not apply: behind PgBouncer a client has no fixed o
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from srv_harness import ProbeServer, ProbeServers
 
 sys.path.insert(0, str(Path(__file__).parent.parent.parent))
 from tests.conftest import require_server
-from tests.pgbouncer import pgbouncer_binary, run_pgbouncer
+from tests.pgbouncer import require_pgbouncer, run_pgbouncer
 
 pytestmark = [pytest.mark.server, pytest.mark.postgres]
 
@@ -43,11 +42,7 @@ SCENARIOS: list[tuple[Callable[..., None], dict[str, Any]]] = [
 @pytest.fixture(scope="module")
 def pgbouncer_url() -> Iterator[str]:
     server_url = require_server("postgres")
-    if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (Debian package `pgbouncer`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: .ci/run installs it)", pytrace=False)
-        pytest.skip(message)
+    require_pgbouncer()
     with run_pgbouncer(server_url, pool_size=5) as url:
         yield url.render_as_string(hide_password=False)
 
@@ -67,8 +62,9 @@ def test_scenario_through_pgbouncer(
     direct_url = require_server("postgres")
 
     def probe(profile: str = "default") -> ProbeServer:
-        assert profile == "default"
-        return probe_servers.get("postgres", direct_url, "pgbouncer", app_url=pgbouncer_url)
+        return probe_servers.get(
+            "postgres", direct_url, f"pgbouncer-{profile}", app_url=pgbouncer_url
+        )
 
     available = {"probe": probe, "flavour": flavour, "backend": "postgres", **arguments}
     wanted = inspect.signature(scenario).parameters

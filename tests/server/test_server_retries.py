@@ -52,7 +52,7 @@ def _read_counter(server: ProbeServer, flavour: str, counter: int) -> int:
 def test_retried_serializable_increments_all_land(
     probe: Callable[[str], ProbeServer], flavour: str
 ) -> None:
-    server = probe("default")
+    server = probe("serial")
     counter = _new_counter(server, flavour)
     since = server.server.log_size()
     path = f"/{flavour}/counters/{counter}/serial-increment"
@@ -68,7 +68,7 @@ def test_retried_serializable_increments_all_land(
 def test_without_retries_conflicts_fail_and_nothing_is_half_applied(
     probe: Callable[[str], ProbeServer], flavour: str
 ) -> None:
-    server = probe("default")
+    server = probe("serial")
     counter = _new_counter(server, flavour)
     path = f"/{flavour}/counters/{counter}/serial-increment-once"
     statuses = asyncio.run(_increments(server.base_url, path))

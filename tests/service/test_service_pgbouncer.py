@@ -5,14 +5,12 @@ the rows are deleted afterwards."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from fastapi.testclient import TestClient
 
 from sessionscope_demo import ServiceSettings, create_app
 
-from ..pgbouncer import pgbouncer_binary, run_pgbouncer
+from ..pgbouncer import require_pgbouncer, run_pgbouncer
 from .conftest import FAST_HASHING, delete_rows
 from .service_helpers import new_item, new_user
 
@@ -23,11 +21,7 @@ pytestmark = pytest.mark.postgres
 def test_the_service_runs_behind_pgbouncer_from_the_environment(
     sessionscope_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if pgbouncer_binary() is None:
-        message = "pgbouncer is not installed (Debian package `pgbouncer`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: .ci/run installs it)", pytrace=False)
-        pytest.skip(message)
+    require_pgbouncer()
     with run_pgbouncer(sessionscope_url, pool_size=2) as bounced:
         monkeypatch.setenv("DATABASE_URL", bounced.render_as_string(hide_password=False))
         monkeypatch.setenv("DATABASE_PGBOUNCER", "true")
