@@ -21,11 +21,14 @@ from ._errors import (
 )
 from ._policy import CommitPolicy, should_commit
 from ._replicas import ReplicaStatus
+from ._retry import Attempt
 from ._transaction import Transaction
+from ._tuning import IsolationLevel
 from ._unit import after_commit
 
 __all__ = [
     "AsyncDbSession",
+    "Attempt",
     "BlockingSessionError",
     "CommitFailedError",
     "CommitPolicy",
@@ -41,6 +44,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DbSession",
     "ManualCommitWarning",
+    "IsolationLevel",
     "MissingDriverError",
     "NotInitializedError",
     "ReplicaStatus",

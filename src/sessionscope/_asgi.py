@@ -5,17 +5,23 @@ every user middleware. It watches the ``http.response.start`` message: the statu
 is about to receive decides commit or rollback, and the COMMIT completes before that message
 (the first byte) goes out. A failed COMMIT is raised as a `DatabaseHTTPError`, which the app's
 own ``HTTPException`` handler renders, so CORS, logging and every other middleware see it.
+
+A route with ``unit_of_work(retries=N)`` whose statement or COMMIT fails with a serialization
+failure or a deadlock before the response starts runs again here: a fresh unit of work, the
+scope as it came in, the body messages replayed.
 """
 
 from __future__ import annotations
 
 import logging
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY
 from ._policy import http_error_for, should_commit
+from ._retry import backoff_delay, is_retryable, is_statement_timeout, log_retry
 from ._routing import (
     SAFE_METHODS,
     ResponseWatch,
@@ -54,13 +60,35 @@ class UnitOfWorkBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # A route with unit_of_work(retries=N) may run again: keep what it needs for that, the
+        # scope as it came in and the body messages it read.
+        pristine = dict(scope)
+        replay = _Replay(receive)
+        attempt = 0
+        while True:
+            try:
+                await self._run_once(scope, replay.receive, send, attempt)
+                return
+            except _RunAgain as again:
+                delay = backoff_delay(attempt)
+                log_retry(
+                    f"{scope['method']} {scope['path']}", again.error, attempt, again.retries, delay
+                )
+                await anyio.sleep(delay)
+                attempt += 1
+                scope = dict(pristine)
+                replay.rewind()
+
+    async def _run_once(self, scope: Scope, receive: Receive, send: Send, attempt: int) -> None:
         unit = self._new_unit(scope)
         if not unit.config.replicas:
-            await self._serve(scope, receive, send, unit)
+            await self._serve(scope, receive, send, unit, attempt)
             return
         watched = ResponseWatch(send)
         try:
-            await self._serve(scope, receive, watched.send, unit)
+            await self._serve(scope, receive, watched.send, unit, attempt)
+        except _RunAgain:
+            raise
         except Exception as error:
             if watched.started or not should_retry_on_primary(unit, scope, error):
                 raise
@@ -76,7 +104,7 @@ class UnitOfWorkBoundary:
                 unit.replica.mark_down(f"a request failed there: {reason}")
             retry = self._new_unit(scope)
             retry.primary = True
-            await self._serve(scope, empty_body_then(receive), send, retry)
+            await self._serve(scope, empty_body_then(receive), send, retry, attempt)
 
     def _new_unit(self, scope: Scope) -> UnitOfWork:
         attachment = self.attachment
@@ -98,7 +126,9 @@ class UnitOfWorkBoundary:
             )
         return unit
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, unit: UnitOfWork) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, unit: UnitOfWork, attempt: int
+    ) -> None:
         attachment = self.attachment
         config = attachment.config
         scope[attachment.scope_key] = unit
@@ -126,12 +156,16 @@ class UnitOfWorkBoundary:
         try:
             await self.app(scope, receive, send_after_commit)
         except _CommitFailed as failed:
+            if not started and _may_run_again(unit, failed.error, attempt, scope):
+                raise _RunAgain(failed.error, unit.retries) from None
             http_error = http_error_for(
                 failed.error, retry_after=config.retry_after, at_commit=True
             )
             logger.warning(
-                "COMMIT failed (%s); the client receives an error response",
+                "COMMIT failed (%s) in %s %s; the client receives an error response",
                 type(failed.error).__name__,
+                scope["method"],
+                scope["path"],
                 exc_info=failed.error,
             )
             if started or http_error is None:
@@ -140,12 +174,18 @@ class UnitOfWorkBoundary:
         except BaseException as error:
             await unit.end(commit=False)
             if not started and isinstance(error, Exception):
+                if _may_run_again(unit, error, attempt, scope):
+                    raise _RunAgain(error, unit.retries) from None
                 http_error = http_error_for(error, retry_after=config.retry_after, at_commit=False)
                 if http_error is not None and http_error is not error:
                     logger.log(
                         logging.INFO if http_error.status_code == 409 else logging.WARNING,
-                        "%s in the endpoint; the client receives %d",
-                        type(error).__name__,
+                        "%s in %s %s; the client receives %d",
+                        "a statement cancelled by its timeout"
+                        if is_statement_timeout(error)
+                        else type(error).__name__,
+                        scope["method"],
+                        scope["path"],
                         http_error.status_code,
                         exc_info=error,
                     )
@@ -155,6 +195,55 @@ class UnitOfWorkBoundary:
             if not unit.ended:
                 # The app returned without a complete response: nothing to commit to.
                 await unit.end(commit=False)
+
+
+class _RunAgain(Exception):
+    """A retryable failure before the response started, with attempts left."""
+
+    def __init__(self, error: BaseException, retries: int) -> None:
+        super().__init__("run the unit of work again")
+        self.error = error
+        self.retries = retries
+
+
+def _may_run_again(unit: UnitOfWork, error: BaseException, attempt: int, scope: Scope) -> bool:
+    if attempt >= unit.retries or not is_retryable(
+        error, lock_timeouts=unit.config.retry_lock_timeouts
+    ):
+        return False
+    # Another database's unit of this request would not run again: it carries its first
+    # run's work into the next, or has committed it already. Only a request whose database
+    # work is all in this unit runs again.
+    return not any(
+        isinstance(other, UnitOfWork) and other is not unit and other.active
+        for other in scope.values()
+    )
+
+
+class _Replay:
+    """The request's ``receive``, recording the body messages so that a run again reads the
+    same body."""
+
+    __slots__ = ("_messages", "_position", "_receive")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._messages: list[Message] = []
+        self._position = 0
+
+    async def receive(self) -> Message:
+        if self._position < len(self._messages):
+            message = self._messages[self._position]
+            self._position += 1
+            return message
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._messages.append(message)
+            self._position += 1
+        return message
+
+    def rewind(self) -> None:
+        self._position = 0
 
 
 async def _end_or_raise(unit: UnitOfWork, status: int | None) -> None:

@@ -9,10 +9,13 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from ._errors import ConfigurationError
 from ._policy import CommitPolicy, check_commit_policy
 from ._pool import DEFAULT_OVERFLOW_IDLE_TIMEOUT
+from ._tuning import check_statement_timeout
 
 DEFAULT_URL = "sqlite:///./sessionscope.db"
 
@@ -105,6 +108,7 @@ class DatabaseConfig:
     (``"sqlmodel"``, extra ``sessionscope[sqlmodel]``), whose ``exec()`` returns model
     objects. Either way with sessionscope's guards. Routes that declare
     ``sessionscope.sqlmodel.DbSession`` / ``AsyncDbSession`` get SQLModel's regardless."""
+
     replicas: Sequence[str] = ()
     """URLs of PostgreSQL streaming replicas of `url` (either driver flavour, the other one
     derived). Read-only units of work run on a healthy replica within `max_replica_lag`;
@@ -135,6 +139,21 @@ class DatabaseConfig:
     served_by_header: str | None = None
     """Response header naming the database that served the request (``primary``,
     ``replica 1``...), for debugging. ``None``: not sent (it is always in the debug log)."""
+
+    statement_timeout: float | None = None
+    """Seconds any one statement may run before the database cancels it (the request is then
+    answered 503 with ``Retry-After``); routes and transactions can set their own. ``None``:
+    no limit. PostgreSQL, MariaDB and MySQL (SELECTs only); ignored on SQLite."""
+
+    pgbouncer: bool = False
+    """PostgreSQL is reached through PgBouncer in transaction pooling mode: no server-side
+    prepared statements (psycopg ``prepare_threshold=None``; asyncpg without statement cache,
+    unnamed statements) and read-only units in read-only transactions, not autocommit."""
+
+    retry_lock_timeouts: bool = False
+    """Also re-run units of work with ``retries`` when a lock wait timed out (MySQL/MariaDB
+    1205, PostgreSQL 55P03 under a ``lock_timeout``), not only on serialization failures and
+    deadlocks."""
 
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
@@ -169,6 +188,9 @@ class DatabaseConfig:
             raise ConfigurationError(
                 f"session_class must be 'sqlalchemy' or 'sqlmodel', got {self.session_class!r}"
             )
+        check_statement_timeout(self.statement_timeout)
+        if self.pgbouncer:
+            _check_pgbouncer_url(self)
         self._check_replicas()
 
     def _check_replicas(self) -> None:
@@ -227,6 +249,20 @@ class DatabaseConfig:
         )
 
 
+def _check_pgbouncer_url(config: DatabaseConfig) -> None:
+    urls = [url for url in (config.url, config.sync_url, config.async_url) if url is not None]
+    for url in urls:
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            continue  # reported, password masked, when the engines are made
+        if backend != "postgresql":
+            raise ConfigurationError(
+                f"pgbouncer=True is for PostgreSQL URLs; this database is {backend}. Drop "
+                "pgbouncer=True (DATABASE_PGBOUNCER) or point the URL at PgBouncer."
+            )
+
+
 _FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(DatabaseConfig))
 
 
@@ -259,6 +295,9 @@ class DatabaseOptions(TypedDict, total=False):
     bookmark_cookie: str | None
     bookmark_wait: float
     served_by_header: str | None
+    statement_timeout: float | None
+    pgbouncer: bool
+    retry_lock_timeouts: bool
     engine_options: Mapping[str, Any]
 
 
@@ -292,6 +331,9 @@ class DatabaseSettings(BaseSettings):
     commit_policy: CommitPolicy = default("commit_policy")
     check_on_startup: bool = default("check_on_startup")
     retry_after: int = default("retry_after")
+    statement_timeout: float | None = default("statement_timeout")
+    pgbouncer: bool = default("pgbouncer")
+    retry_lock_timeouts: bool = default("retry_lock_timeouts")
     manual_commit: ManualCommit = default("manual_commit")
     session_class: SessionClass = default("session_class")
     replicas: Annotated[tuple[SecretStr, ...], NoDecode] = Field(

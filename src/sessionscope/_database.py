@@ -37,6 +37,7 @@ from ._runtime import (
     binding_of,
 )
 from ._transaction import Transaction
+from ._tuning import IsolationLevel
 from ._unit import check_not_on_event_loop, current_unit
 
 if TYPE_CHECKING:
@@ -240,7 +241,15 @@ class Database:
 
     # -- outside requests -------------------------------------------------------------------
 
-    def transaction(self, *, readonly: bool = False, primary: bool = False) -> Transaction:
+    def transaction(
+        self,
+        *,
+        readonly: bool = False,
+        primary: bool = False,
+        isolation: IsolationLevel | None = None,
+        statement_timeout: float | None = None,
+        retries: int = 0,
+    ) -> Transaction:
         """A unit of work for scripts, workers, CLI commands and background tasks.
 
         ``with db.transaction() as session`` gives a sync `Session`;
@@ -251,8 +260,26 @@ class Database:
         (on SQLite it takes no write lock; on PostgreSQL it runs without BEGIN/COMMIT).
         With `replicas` configured a read-only block runs on a healthy replica, unless
         ``primary=True``.
+
+        ``isolation`` sets the transaction isolation level and ``statement_timeout`` the
+        seconds each statement may run (default: the database's ``statement_timeout``).
+        ``retries=N`` re-runs the whole block up to N times on a serialization failure or a
+        deadlock: a `with` block cannot re-run itself, so such a transaction is a loop of
+        attempts, ``for attempt in db.transaction(retries=3): with attempt as session: ...``
+        (``async for`` / ``async with``), or a decorator of a function taking the session,
+        ``@db.transaction(retries=3)``. `after_commit` callbacks run once, for the attempt
+        that committed.
         """
-        return Transaction(self, self._config, self._binder, readonly=readonly, primary=primary)
+        return Transaction(
+            self,
+            self._config,
+            self._binder,
+            readonly=readonly,
+            primary=primary,
+            isolation=isolation,
+            statement_timeout=statement_timeout,
+            retries=retries,
+        )
 
     def replica_status(self) -> list[ReplicaStatus]:
         """What the monitors last found about each replica of the running app (or of

@@ -22,6 +22,7 @@ from ._errors import (
 from ._manual_commit import route_label
 from ._policy import CommitPolicy, check_commit_policy
 from ._runtime import Binder, Runtime, UnitMode, acquire_slot
+from ._tuning import IsolationLevel, check_isolation, check_retries, check_statement_timeout
 from ._unit import UnitOfWork, current_unit
 
 DEFAULT_SCOPE_KEY = "sessionscope"
@@ -154,6 +155,9 @@ def unit_of_work(
     write: bool | None = None,
     readonly: bool = False,
     primary: bool = False,
+    isolation: IsolationLevel | None = None,
+    statement_timeout: float | None = None,
+    retries: int = 0,
     database: Attached | None = None,
 ) -> Any:
     """Per-route options of the request's unit of work, as a route dependency::
@@ -174,6 +178,17 @@ def unit_of_work(
     * ``primary``: run on the primary even though the route only reads (with `replicas`
       configured, read-only units run on a replica): for reads that must see the latest
       commit of any client.
+    * ``isolation``: the transaction isolation level of this route (``"READ COMMITTED"``,
+      ``"REPEATABLE READ"``, ``"SERIALIZABLE"``...); by default the database's. The
+      connection goes back to the pool at the default level.
+    * ``statement_timeout``: seconds each statement may run (default: the database's
+      ``statement_timeout``); a statement cancelled by it answers 503 with ``Retry-After``.
+    * ``retries``: re-run the route's unit of work up to this many times when a statement or
+      the COMMIT fails with a serialization failure or a deadlock before the response starts:
+      the endpoint (and its dependencies) run again with a fresh session and the same request.
+      Only for idempotent handlers: every effect outside the database happens once per run.
+      A request that also used another database's session does not run again.
+      Refused with ``keep_for_stream`` (a stream has started before its COMMIT).
     * ``database``: the database these options apply to (default: the app's first).
     """
     if readonly and write:
@@ -183,9 +198,30 @@ def unit_of_work(
     )
     if commit is not None:
         check_commit_policy(commit)
+    check_isolation(isolation)
+    timeout = check_statement_timeout(statement_timeout)
+    check_retries(retries)
+    if retries and keep_for_stream:
+        raise ConfigurationError(
+            "unit_of_work(retries=...) cannot be combined with keep_for_stream=True: a kept "
+            "session commits after the stream has started, when the request cannot run again"
+        )
+    tuned = isolation is not None or timeout is not None
 
     async def configure_unit_of_work(request: Request) -> None:
         unit = _unit_for(request.scope, database)
+        if retries:
+            unit.retries = retries
+        if tuned:
+            if unit.active:
+                raise SessionScopeError(
+                    "unit_of_work(isolation=..., statement_timeout=...) must run before the "
+                    "session is created: put it in the route's `dependencies=[...]`"
+                )
+            if isolation is not None:
+                unit.isolation = isolation
+            if timeout is not None:
+                unit.statement_timeout = timeout
         if commit is not None:
             unit.policy = commit
         if keep_for_stream:

@@ -15,7 +15,9 @@ from sqlalchemy.util import get_cls_kwargs
 
 from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
+from ._pgbouncer import pgbouncer_connect_args
 from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
+from ._tuning import install_statement_timeout
 from ._urls import DRIVER_PAIRS, missing_driver_message, normalize_url
 
 _ASYNC_DRIVERS = frozenset({"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"})
@@ -131,6 +133,12 @@ def _engine_kwargs(
         kwargs["overflow_idle_timeout"] = config.overflow_idle_timeout
     _drop_unaccepted_pool_options(kwargs, config.engine_options)
     kwargs.update(config.engine_options)
+    if config.pgbouncer and backend == "postgresql":
+        # The user's connect_args win, key by key.
+        kwargs["connect_args"] = {
+            **pgbouncer_connect_args(url),
+            **config.engine_options.get("connect_args", {}),
+        }
     return url, kwargs
 
 
@@ -207,6 +215,7 @@ def _install_hooks(engine: Engine, config: DatabaseConfig, url: URL) -> None:
         _install_sqlite_recipe(engine, config, memory=is_sqlite_memory(url))
     if config.ping_after_idle:
         _install_idle_ping(engine, config.ping_after_idle)
+    install_statement_timeout(engine, url.get_backend_name())
 
 
 def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bool) -> None:

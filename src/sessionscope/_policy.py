@@ -16,6 +16,7 @@ from ._errors import (
     DatabaseBusyError,
     DatabaseHTTPError,
 )
+from ._retry import is_retryable, is_statement_timeout
 
 CommitPolicy = Literal["success", "below_500", "never"]
 """When a request's unit of work commits.
@@ -62,7 +63,8 @@ def http_error_for(
     """Return the error response a database failure becomes, or ``None`` to let it propagate.
 
     The kind of failure comes from `classify` (exception type and SQLSTATE / driver error
-    code): a conflict → 409; a transient failure (unavailable or busy database) → 503 with
+    code): a conflict → 409; a transient failure (an unavailable or busy database, a
+    statement cancelled by its timeout, a serialization failure or a deadlock) → 503 with
     ``Retry-After``. Any other database error becomes a 500 when it broke the COMMIT
     (``at_commit``); raised by the endpoint it is a bug in the app (a missing table, bad SQL)
     and propagates to the server's error handler with its traceback. The detail never holds
@@ -73,7 +75,7 @@ def http_error_for(
     kind = classify(error)
     if kind == "conflict":
         return ConflictError(409, CONFLICT_DETAIL)
-    if kind in TRANSIENT_KINDS:
+    if kind in TRANSIENT_KINDS or is_statement_timeout(error) or is_retryable(error):
         return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(retry_after)})
     if at_commit and kind is not None:
         return CommitFailedError(500, COMMIT_FAILED_DETAIL)

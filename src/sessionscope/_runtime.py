@@ -46,6 +46,7 @@ from ._errors import (
 )
 from ._policy import BUSY_DETAIL
 from ._replicas import Replica, ReplicaSet, ReplicaStatus
+from ._tuning import IsolationLevel, tuning_options
 from ._urls import describe_flavours
 
 logger = logging.getLogger("sessionscope")
@@ -76,6 +77,12 @@ class UnitNeeds(Protocol):
 
     replica: Replica | None
     """The replica `bind_for` chose (``None``: the primary)."""
+
+    @property
+    def isolation(self) -> IsolationLevel | None: ...
+
+    @property
+    def statement_timeout(self) -> float | None: ...
 
 
 class Binder(Protocol):
@@ -110,8 +117,23 @@ class Binder(Protocol):
 _E = TypeVar("_E", Engine, AsyncEngine)
 
 
-def connection_options(backend: str, mode: UnitMode) -> Mapping[str, Any]:
-    """The execution options a unit of ``mode`` needs on ``backend``'s connections."""
+def connection_options(
+    backend: str,
+    mode: UnitMode,
+    *,
+    isolation: IsolationLevel | None = None,
+    statement_timeout: float | None = None,
+    pgbouncer: bool = False,
+) -> Mapping[str, Any]:
+    """The execution options a unit of ``mode`` needs on ``backend``'s connections, with its
+    isolation level and statement timeout (see `_tuning`), behind PgBouncer or not."""
+    tuned = tuning_options(backend, isolation, statement_timeout)
+    if (tuned or pgbouncer) and mode == "readonly" and backend == "postgresql":
+        # A level or a SET LOCAL needs a transaction, and so does PgBouncer (see
+        # `_pgbouncer`): a read-only one, not autocommit.
+        return {**tuned, "postgresql_readonly": True}
+    if tuned:
+        return {**connection_options(backend, mode), **tuned}
     if mode == "write" and backend == "sqlite":
         # Take the write lock at BEGIN: concurrent read-modify-write units queue instead of
         # losing updates (or failing to upgrade a read lock).
@@ -150,8 +172,8 @@ class Runtime:
         self.primary_flavour: Flavour = "async" if is_async_url(parse_url(config.url)) else "sync"
         self._sync_engine: Engine | None = None
         self._async_engine: AsyncEngine | None = None
-        self._sync_binds: dict[UnitMode, Engine] = {}
-        self._async_binds: dict[UnitMode, AsyncEngine] = {}
+        self._sync_binds: dict[BindKey, Engine] = {}
+        self._async_binds: dict[BindKey, AsyncEngine] = {}
         self._deferred: dict[Flavour, MissingDriverError] = {}
         self._lock = threading.Lock()
         self._sync_slots: anyio.Semaphore | None = None
@@ -212,10 +234,11 @@ class Runtime:
                 unit.replica = chosen[0]
                 assert isinstance(chosen[1], Engine)
                 return chosen[1]
-        bind = self._sync_binds.get(unit.mode)
+        key = _bind_key(unit)
+        bind = self._sync_binds.get(key)
         if bind is None:
-            bind = self._sync_binds[unit.mode] = _with_options(
-                self.sync_engine, self.sync_url, unit.mode
+            bind = self._sync_binds[key] = _with_options(
+                self.sync_engine, self.sync_url, key, pgbouncer=self._config.pgbouncer
             )
         return bind
 
@@ -226,10 +249,11 @@ class Runtime:
                 unit.replica = chosen[0]
                 assert isinstance(chosen[1], AsyncEngine)
                 return chosen[1]
-        bind = self._async_binds.get(unit.mode)
+        key = _bind_key(unit)
+        bind = self._async_binds.get(key)
         if bind is None:
-            bind = self._async_binds[unit.mode] = _with_options(
-                self.async_engine, self.async_url, unit.mode
+            bind = self._async_binds[key] = _with_options(
+                self.async_engine, self.async_url, key, pgbouncer=self._config.pgbouncer
             )
         return bind
 
@@ -367,8 +391,23 @@ class Runtime:
             self._async_engine.sync_engine.dispose(close=False)
 
 
-def _with_options(engine: _E, url: URL, mode: UnitMode) -> _E:
-    options = connection_options(url.get_backend_name(), mode)
+BindKey = tuple[UnitMode, IsolationLevel | None, float | None]
+"""What decides a unit's connection options: its mode, isolation level and statement timeout."""
+
+
+def _bind_key(unit: UnitNeeds) -> BindKey:
+    return (unit.mode, unit.isolation, unit.statement_timeout)
+
+
+def _with_options(engine: _E, url: URL, key: BindKey, *, pgbouncer: bool) -> _E:
+    mode, isolation, statement_timeout = key
+    options = connection_options(
+        url.get_backend_name(),
+        mode,
+        isolation=isolation,
+        statement_timeout=statement_timeout,
+        pgbouncer=pgbouncer,
+    )
     # An option copy shares the engine's pool and dialect.
     return engine.execution_options(**options) if options else engine
 

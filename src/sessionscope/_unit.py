@@ -35,6 +35,7 @@ from ._replicas import Replica
 from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._session_kinds import session_classes
 from ._sessions import UNIT_KEY, ending, has_pending_work, seal
+from ._tuning import IsolationLevel
 
 logger = logging.getLogger("sessionscope")
 
@@ -65,6 +66,7 @@ class UnitOfWork:
         "bookmark",
         "config",
         "ended",
+        "isolation",
         "keep_for_stream",
         "min_lsn",
         "mode",
@@ -72,7 +74,9 @@ class UnitOfWork:
         "policy",
         "primary",
         "replica",
+        "retries",
         "route",
+        "statement_timeout",
         "stream_status",
         "sync_session",
     )
@@ -105,6 +109,12 @@ class UnitOfWork:
         """The replica the unit runs on (``None``: the primary)."""
         self.bookmark: str | None = None
         """The primary's WAL position after this unit's COMMIT (with replicas only)."""
+        self.isolation: IsolationLevel | None = None
+        """The transaction isolation level (``None``: the database's default)."""
+        self.statement_timeout: float | None = config.statement_timeout
+        """Seconds each statement may run (``None``: no limit)."""
+        self.retries = 0
+        """How many times a request's unit of work is re-run on a retryable error."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
         self.sync_session: Session | None = None

@@ -148,6 +148,13 @@ PROFILES: dict[str, dict[str, str]] = {
         "DATABASE_MAX_OVERFLOW": "0",
         "DATABASE_POOL_TIMEOUT": "60",
     },
+    # D2: requests that run again queue for their connection again; on a busy machine the
+    # last of 100 conflicting ones may wait long, and would be answered 503 after 10 s.
+    "serial": {
+        "DATABASE_POOL_SIZE": "5",
+        "DATABASE_MAX_OVERFLOW": "0",
+        "DATABASE_POOL_TIMEOUT": "120",
+    },
     # B2: an exhausted pool must answer 503 quickly.
     "short_wait": {
         "DATABASE_POOL_SIZE": "2",
@@ -155,6 +162,12 @@ PROFILES: dict[str, dict[str, str]] = {
         "DATABASE_POOL_TIMEOUT": "0.5",
     },
 }
+
+
+# F4: each profile once more, through PgBouncer in transaction pooling mode.
+PROFILES.update(
+    {f"pgbouncer-{name}": {**env, "DATABASE_PGBOUNCER": "true"} for name, env in PROFILES.items()}
+)
 
 
 @dataclass
@@ -194,13 +207,19 @@ class ProbeServers:
         self._running: dict[tuple[str, str], ProbeServer] = {}
         self._stack = ExitStack()
 
-    def get(self, backend: str, database_url: str, profile: str) -> ProbeServer:
+    def get(
+        self, backend: str, database_url: str, profile: str, app_url: str | None = None
+    ) -> ProbeServer:
+        """The probe app on ``database_url``; ``app_url``: the URL the app connects to, when
+        not that one (a pooler in front of it)."""
         key = (backend, profile)
         if key not in self._running:
-            self._running[key] = self._start(backend, database_url, profile)
+            self._running[key] = self._start(backend, database_url, profile, app_url)
         return self._running[key]
 
-    def _start(self, backend: str, database_url: str, profile: str) -> ProbeServer:
+    def _start(
+        self, backend: str, database_url: str, profile: str, app_url: str | None
+    ) -> ProbeServer:
         prefix = f"srv_{secrets.token_hex(3)}_"
         if backend == "sqlite":
             database_url = f"sqlite:///{self._workdir / (prefix + 'probe.db')}"
@@ -209,7 +228,7 @@ class ProbeServers:
         self._stack.callback(engine.dispose)
         metadata.create_all(engine)
         self._stack.callback(metadata.drop_all, engine)
-        env = {"DATABASE_URL": database_url, "SRV_PREFIX": prefix, **PROFILES[profile]}
+        env = {"DATABASE_URL": app_url or database_url, "SRV_PREFIX": prefix, **PROFILES[profile]}
         log_path = self._workdir / f"{prefix}{backend}-{profile}.log"
         server = self._stack.enter_context(run_uvicorn("srv_probe_app:app", env, log_path))
         return ProbeServer(backend=backend, url=database_url, prefix=prefix, server=server)

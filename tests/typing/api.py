@@ -139,3 +139,29 @@ async def replica_health() -> list[float | None]:
     statuses = replicated.replica_status()
     assert_type(statuses, list[ReplicaStatus])
     return [status.lag for status in statuses if status.healthy]
+
+
+@app.post("/serial", dependencies=[unit_of_work(isolation="SERIALIZABLE", retries=3)])
+def serial_endpoint(session: DbSession) -> None:
+    unit_of_work(isolation="SNAPSHOT")  # type: ignore[arg-type]
+
+
+@db.transaction(isolation="SERIALIZABLE", retries=3, statement_timeout=2.5)
+def transfer(session: Session, amount: int) -> int:
+    return amount
+
+
+@db.transaction(retries=3)
+async def transfer_async(session: AsyncSession, amount: int) -> str:
+    return str(amount)
+
+
+async def retried() -> None:
+    assert_type(transfer(5), int)
+    assert_type(await transfer_async(5), str)
+    for attempt in db.transaction(retries=2):
+        with attempt as session:
+            assert_type(session, Session)
+    async for async_attempt in db.transaction(retries=2):
+        async with async_attempt as async_session:
+            assert_type(async_session, AsyncSession)

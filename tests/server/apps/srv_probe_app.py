@@ -411,6 +411,35 @@ def sync_increment(counter_id: int, session: DbSession) -> CounterOut:
     return CounterOut(id=counter_id, value=value + 1)
 
 
+class IncrementIn(BaseModel):
+    by: int = 1
+
+
+# D2: read-modify-write under SERIALIZABLE; the body makes "the same parsed inputs" visible.
+SERIAL_RETRIED = [unit_of_work(isolation="SERIALIZABLE", retries=200)]
+SERIAL_ONCE = [unit_of_work(isolation="SERIALIZABLE")]
+
+
+def _serial_increment_sync(counter_id: int, body: IncrementIn, session: Session) -> CounterOut:
+    value = session.scalar(select(Counter.value).where(Counter.id == counter_id))
+    assert value is not None
+    time.sleep(0.001)
+    session.execute(update(Counter).where(Counter.id == counter_id).values(value=value + body.by))
+    return CounterOut(id=counter_id, value=value + body.by)
+
+
+@app.post("/sync/counters/{counter_id}/serial-increment", dependencies=SERIAL_RETRIED)
+def sync_serial_increment(counter_id: int, body: IncrementIn, session: DbSession) -> CounterOut:
+    return _serial_increment_sync(counter_id, body, session)
+
+
+@app.post("/sync/counters/{counter_id}/serial-increment-once", dependencies=SERIAL_ONCE)
+def sync_serial_increment_once(
+    counter_id: int, body: IncrementIn, session: DbSession
+) -> CounterOut:
+    return _serial_increment_sync(counter_id, body, session)
+
+
 # -- async endpoints ------------------------------------------------------------------------
 
 
@@ -562,6 +591,32 @@ async def async_create_counter(session: AsyncDbSession) -> CounterOut:
 async def async_read_counter(counter_id: int, session: AsyncDbSession) -> CounterOut:
     counter = await session.get_one(Counter, counter_id)
     return CounterOut(id=counter.id, value=counter.value)
+
+
+async def _serial_increment_async(
+    counter_id: int, body: IncrementIn, session: AsyncDbSession
+) -> CounterOut:
+    value = await session.scalar(select(Counter.value).where(Counter.id == counter_id))
+    assert value is not None
+    await anyio.sleep(0.001)
+    await session.execute(
+        update(Counter).where(Counter.id == counter_id).values(value=value + body.by)
+    )
+    return CounterOut(id=counter_id, value=value + body.by)
+
+
+@app.post("/async/counters/{counter_id}/serial-increment", dependencies=SERIAL_RETRIED)
+async def async_serial_increment(
+    counter_id: int, body: IncrementIn, session: AsyncDbSession
+) -> CounterOut:
+    return await _serial_increment_async(counter_id, body, session)
+
+
+@app.post("/async/counters/{counter_id}/serial-increment-once", dependencies=SERIAL_ONCE)
+async def async_serial_increment_once(
+    counter_id: int, body: IncrementIn, session: AsyncDbSession
+) -> CounterOut:
+    return await _serial_increment_async(counter_id, body, session)
 
 
 @app.post("/async/counters/{counter_id}/increment")
