@@ -13,11 +13,15 @@ from ._errors import (
     DatabaseHTTPError,
     DatabaseUnavailableError,
     MissingDriverError,
+    MissingExtraError,
     NotInitializedError,
+    QueryBudgetExceededError,
     SessionClosedError,
     SessionScopeError,
 )
+from ._observe import QueryStats, QueryStatsLogFilter, query_stats
 from ._policy import CommitPolicy, should_commit
+from ._stats import DatabaseStats, HistogramStats, PoolStats, RouteStats
 from ._transaction import Transaction
 from ._unit import after_commit
 
@@ -35,16 +39,25 @@ __all__ = [
     "DatabaseHTTPError",
     "DatabaseOptions",
     "DatabaseSettings",
+    "DatabaseStats",
     "DatabaseUnavailableError",
     "DbSession",
+    "HistogramStats",
     "MissingDriverError",
+    "MissingExtraError",
     "NotInitializedError",
+    "PoolStats",
+    "QueryBudgetExceededError",
+    "QueryStats",
+    "QueryStatsLogFilter",
+    "RouteStats",
     "SessionClosedError",
     "SessionScopeError",
     "Transaction",
     "after_commit",
     "get_async_session",
     "get_session",
+    "query_stats",
     "should_commit",
     "unit_of_work",
 ]

@@ -14,6 +14,7 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._dependencies import DEFAULT_SCOPE_KEY
+from ._observe import with_server_timing
 from ._policy import http_error_for, should_commit
 from ._runtime import Attachment
 from ._unit import UnitOfWork
@@ -64,6 +65,8 @@ class UnitOfWorkBoundary:
                 if kind == "http.response.start":
                     if not unit.keep_for_stream:
                         await _end_or_raise(unit, message["status"])
+                        if config.server_timing and unit.observation is not None:
+                            message = with_server_timing(message, unit.observation)
                     else:
                         unit.stream_status = message["status"]
                     started = True

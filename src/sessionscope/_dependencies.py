@@ -104,9 +104,13 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
         # thread: threads never sit blocked on an exhausted pool, so the requests that hold
         # connections always find a thread to finish on (no pool/threadpool deadlock). Async
         # requests queue here too, in arrival order, instead of inside the pool.
-        await acquire_slot(slots, unit.config)
+        waited = await acquire_slot(slots, unit.config)
         unit.hold_slot(slots)
+    else:
+        waited = 0.0
     current_unit.set(unit)
+    assert unit.attachment is not None
+    unit.observation = unit.attachment.runtime.observer.open(scope, waited, unit.query_budget)
     return binder
 
 
@@ -149,6 +153,7 @@ def unit_of_work(
     keep_for_stream: bool = False,
     write: bool | None = None,
     readonly: bool = False,
+    query_budget: int | None = None,
     database: Attached | None = None,
 ) -> Any:
     """Per-route options of the request's unit of work, as a route dependency::
@@ -166,6 +171,10 @@ def unit_of_work(
       INSERT/UPDATE/DELETE statements raise `SessionScopeError`) and, on PostgreSQL, runs
       without a transaction: no BEGIN and COMMIT round trips, each statement sees the latest
       committed data. The fastest choice for hot read routes.
+    * ``query_budget``: the statements this route may run before a warning names the one it
+      repeated most (overrides the database's ``query_budget``; it takes effect when
+      per-request accounting is on, as it is whenever the database has a budget,
+      ``query_stats``, ``server_timing`` or ``opentelemetry``).
     * ``database``: the database these options apply to (default: the app's first).
     """
     if readonly and write:
@@ -175,6 +184,8 @@ def unit_of_work(
     )
     if commit is not None:
         check_commit_policy(commit)
+    if query_budget is not None and query_budget < 0:
+        raise ConfigurationError(f"query_budget must be None or >= 0, got {query_budget}")
 
     async def configure_unit_of_work(request: Request) -> None:
         unit = _unit_for(request.scope, database)
@@ -182,6 +193,8 @@ def unit_of_work(
             unit.policy = commit
         if keep_for_stream:
             unit.keep_for_stream = True
+        if query_budget is not None:
+            unit.query_budget = query_budget
         if mode is not None:
             if unit.active:
                 raise SessionScopeError(

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
-from ._policy import CommitPolicy
+from ._observe import Observation
+from ._policy import CommitPolicy, http_error_for
 from ._runtime import Attachment, Binder, UnitMode
 from ._sessions import (
     UNIT_KEY,
@@ -65,8 +66,10 @@ class UnitOfWork:
         "ended",
         "keep_for_stream",
         "mode",
+        "observation",
         "owner",
         "policy",
+        "query_budget",
         "stream_status",
         "sync_session",
     )
@@ -97,6 +100,10 @@ class UnitOfWork:
         self._after_commit: list[AfterCommit] | None = None
         self._slot: anyio.Semaphore | None = None
         self._ended_message = ""
+        self.query_budget: int | None = None
+        """The route's own statement budget (``unit_of_work(query_budget=...)``)."""
+        self.observation: Observation | None = None
+        """What the request's unit did (statements, waits), when its runtime observes."""
 
     @property
     def active(self) -> bool:
@@ -181,6 +188,8 @@ class UnitOfWork:
                     )
             finally:
                 self._release_slot()
+                if self.observation is not None:
+                    self._observe_end(self.observation, commit, error)
             if commit and error is None and self._after_commit:
                 await self._run_after_commit()
         return error
@@ -221,6 +230,16 @@ class UnitOfWork:
             finally:
                 seal(session, self._ended_message)
         return error
+
+    def _observe_end(
+        self, observation: Observation, commit: bool, error: BaseException | None
+    ) -> None:
+        failed_status: int | None = None
+        if error is not None:
+            http_error = http_error_for(error, retry_after=self.config.retry_after, at_commit=True)
+            failed_status = http_error.status_code if http_error is not None else 500
+        if self.attachment is not None:
+            self.attachment.runtime.observer.end(observation, commit, failed_status)
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None

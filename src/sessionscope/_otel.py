@@ -1,0 +1,60 @@
+"""OpenTelemetry: one span per request unit of work (extra ``otel``).
+
+The span starts when the unit's session opens, backdated by the wait for a connection slot,
+and ends after the COMMIT or ROLLBACK and the close. Its parent is whatever span is current
+when the session opens: the request's server span under the ASGI or FastAPI instrumentation.
+It makes no span per statement: `opentelemetry-instrumentation-sqlalchemy` does that, and the
+two work side by side.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ._errors import MissingExtraError
+from ._observe import Observation
+
+SPAN_NAME = "sessionscope unit of work"
+
+
+def make_tracer() -> Any:
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        raise MissingExtraError(
+            'opentelemetry=True needs the OpenTelemetry API: pip install "sessionscope[otel]"'
+        ) from None
+    from . import __version__
+
+    return trace.get_tracer("sessionscope", __version__)
+
+
+def start_unit_span(tracer: Any, observation: Observation) -> Any:
+    waited_ns = int(observation.pool_wait * 1e9)
+    return tracer.start_span(
+        SPAN_NAME,
+        start_time=time.time_ns() - waited_ns,
+        attributes={
+            "http.request.method": observation.method,
+            "http.route": observation.route,
+            "sessionscope.pool_wait_ms": round(observation.pool_wait * 1000, 3),
+        },
+    )
+
+
+def end_unit_span(
+    span: Any, observation: Observation, committed: bool, failed_status: int | None
+) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    if failed_status is not None:
+        outcome = "commit_failed"
+        span.set_attribute("sessionscope.commit_failure_status", failed_status)
+        span.set_status(Status(StatusCode.ERROR, "COMMIT failed"))
+    else:
+        outcome = "commit" if committed else "rollback"
+    span.set_attribute("sessionscope.outcome", outcome)
+    span.set_attribute("db.statement_count", observation.statements)
+    span.set_attribute("sessionscope.db_time_ms", round(observation.db_time * 1000, 3))
+    span.end()
