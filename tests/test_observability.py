@@ -228,7 +228,8 @@ def test_server_timing_header_counts_the_statements(database_url: str, flavour: 
         nodb = client.get("/nodb")
     fixed_match = SERVER_TIMING.match(fixed.headers["server-timing"])
     lazy_match = SERVER_TIMING.match(lazy.headers["server-timing"])
-    assert fixed_match and lazy_match, (fixed.headers, lazy.headers)
+    assert fixed_match, fixed.headers
+    assert lazy_match, lazy.headers
     # selectinload: two SELECTs (plus a BEGIN where the dialect sends one); lazy: one per parent
     # more.
     assert int(lazy_match[2]) - int(fixed_match[2]) == PARENTS - 1
@@ -301,7 +302,8 @@ def test_stats_count_outcomes_and_routes(database_url: str, flavour: str) -> Non
     assert pool.waiters == 0
     posts = stats.route("POST", "/parents")
     gets = stats.route("GET", "/parents/fixed")
-    assert posts is not None and gets is not None
+    assert posts is not None
+    assert gets is not None
     assert (posts.units, posts.hold.count, posts.pool_wait.count) == (2, 2, 2)
     assert gets.units == 1
     assert gets.statements >= 2
@@ -334,7 +336,7 @@ def test_prometheus_collector_exposes_every_documented_series(
         registry.register(StatsCollector("main", db.stats))
         text = generate_latest(registry).decode()
     families = {family.name: family for family in text_string_to_metric_families(text)}
-    for name, kind, labels, _help in METRICS:
+    for name, kind, _labels, _help in METRICS:
         base = name.removesuffix("_total")
         assert base in families, name
         assert families[base].type == kind
