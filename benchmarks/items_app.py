@@ -8,6 +8,7 @@ Configured only by ``DATABASE_URL`` (e.g. ``postgresql+asyncpg://...``); run fro
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,13 @@ from items_model import Base, Item, ItemOut
 from sessionscope import AsyncDbSession, Database, unit_of_work
 
 __all__ = ["Item", "ItemOut", "app", "db"]
+
+if os.environ.get("BENCH_OTEL_SDK"):
+    # The SDK records every span (no exporter: the cost measured is sessionscope's and the SDK's).
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
 
 db = Database.from_env()
 
