@@ -393,3 +393,19 @@ def _db_of(client: TestClient) -> Database:
     db = database_of(client.app)
     assert db is not None
     return db
+
+
+def test_every_metric_is_in_the_docs_table() -> None:
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs" / "observability.md").read_text()
+    for name, kind, labels, help_text in METRICS:
+        labelled = ", ".join(f"`{label}`" for label in labels.split(", "))
+        row = f"| `{name}` | {kind} | {labelled} | "
+        assert row in page, name
+        assert (
+            help_text.replace("pool_size", "`pool_size`")
+            .replace("slow_query_threshold", "`slow_query_threshold`")
+            .split(":")[0]
+            in page
+        ), name

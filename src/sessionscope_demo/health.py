@@ -23,6 +23,22 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class Pool(BaseModel):
+    """One connection pool of the service's database, now (`Database.stats`)."""
+
+    size: int | None
+    checked_out: int
+    idle: int
+    overflow: int
+    waiters: int
+
+
+class Ready(BaseModel):
+    status: Literal["ok"]
+    pools: dict[str, Pool]
+    """By flavour (``sync``, ``async``)."""
+
+
 class NotReady(BaseModel):
     status: Literal["unavailable"]
     reason: str
@@ -37,11 +53,12 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    response_model=Health,
+    response_model=Ready,
     responses={503: {"model": NotReady, "description": "Database unreachable"}},
 )
-async def readyz(request: Request) -> Health | JSONResponse:
-    """Readiness: ``SELECT 1`` on a connection from the service's own pool."""
+async def readyz(request: Request) -> Ready | JSONResponse:
+    """Readiness: ``SELECT 1`` on a connection from the service's own pool; the pools' state
+    (connections checked out, idle, overflow, requests waiting for one) as detail."""
     db: Database = request.app.state.db
     try:
         with anyio.fail_after(READY_TIMEOUT):
@@ -50,7 +67,17 @@ async def readyz(request: Request) -> Health | JSONResponse:
     except Exception as error:
         body = NotReady(status="unavailable", reason=describe(error, db))
         return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
-    return Health(status="ok")
+    pools = {
+        flavour: Pool(
+            size=pool.size,
+            checked_out=pool.checked_out,
+            idle=pool.idle,
+            overflow=pool.overflow,
+            waiters=pool.waiters,
+        )
+        for flavour, pool in db.stats().pools.items()
+    }
+    return Ready(status="ok", pools=pools)
 
 
 def describe(error: Exception, db: Database) -> str:
