@@ -11,13 +11,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, select, text
 from sqlalchemy.ext.asyncio import AsyncAttrs
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    selectinload,
+)
 
 from sessionscope import (
     AsyncDbSession,
@@ -333,7 +340,9 @@ def test_prometheus_collector_exposes_every_documented_series(
         client.get("/parents/fixed")
         client.post("/parents", params={"name": "refused"})
         registry = CollectorRegistry()
-        registry.register(StatsCollector("main", db.stats))
+        collector = StatsCollector()
+        collector.add("main", db.stats)
+        registry.register(collector)
         text = generate_latest(registry).decode()
     families = {family.name: family for family in text_string_to_metric_families(text)}
     for name, kind, _labels, _help in METRICS:
@@ -363,13 +372,19 @@ def test_prometheus_option_registers_while_the_app_runs(tmp_path: Any) -> None:
         assert REGISTRY.get_sample_value("sessionscope_pool_checked_out", {
             "database": "registered", "flavour": "sync"
         }) == 0  # fmt: skip
+        # Another database exports beside it under its own name; the same name is refused.
+        other = Database(f"sqlite:///{tmp_path / 'p.db'}", prometheus=True, name="other")
+        with TestClient(build(other, "sync")):
+            labels = {"database": "other", "flavour": "sync"}
+            assert REGISTRY.get_sample_value("sessionscope_pool_size", labels) == 5
         twin = Database(f"sqlite:///{tmp_path / 'p.db'}", prometheus=True, name="registered")
         with (
             pytest.raises(ConfigurationError, match="its own name"),
             TestClient(build(twin, "sync")),
         ):
             pass
-    assert REGISTRY.get_sample_value("sessionscope_pool_size", {"database": "registered"}) is None
+    labels = {"database": "registered", "flavour": "sync"}
+    assert REGISTRY.get_sample_value("sessionscope_pool_size", labels) is None
 
 
 def test_settings_read_the_observability_fields(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -409,3 +424,29 @@ def test_every_metric_is_in_the_docs_table() -> None:
             .split(":")[0]
             in page
         ), name
+
+
+def test_each_database_of_a_request_counts_its_own_statements(tmp_path: Any) -> None:
+    first = Database(f"sqlite:///{tmp_path / 'first.db'}", query_stats=True, name="first")
+    second = Database(f"sqlite:///{tmp_path / 'second.db'}", query_stats=True, name="second")
+    app = FastAPI(lifespan=first.lifespan)
+    second.init_app(app)
+
+    @app.get("/both")
+    def both(
+        one: Session = Depends(first.get_session),
+        two: Session = Depends(second.get_session),
+    ) -> None:
+        for _ in range(3):
+            one.execute(text("SELECT 1"))  # after the second session opened
+        two.execute(text("SELECT 2"))
+
+    with TestClient(app) as client:
+        assert client.get("/both").status_code == 200
+        counts = {}
+        for db in (first, second):
+            route = db.stats().route("GET", "/both")
+            assert route is not None
+            counts[db.name] = route.statements
+    # Each counts its BEGIN (SQLite) and its own SELECTs.
+    assert counts == {"first": 4, "second": 2}

@@ -140,6 +140,11 @@ class Observer:
         self.observes = config.metrics or self.counts_statements
         self.tracer: Any = None
         self._engines: list[Engine] = []
+        # Statements go to the observation of this runtime's unit: a request that uses two
+        # databases has one per database.
+        self._current: contextvars.ContextVar[Observation | None] = contextvars.ContextVar(
+            f"sessionscope_observation_{id(self)}", default=None
+        )
 
     # -- engines ----------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class Observer:
         if started is None:
             return
         elapsed = time.perf_counter() - started
-        observation = current_observation.get()
+        observation = self._current.get()
         if observation is not None:
             observation.statements += 1
             observation.db_time += elapsed
@@ -205,6 +210,7 @@ class Observer:
             from ._otel import start_unit_span
 
             observation.span = start_unit_span(self.tracer, observation)
+        self._current.set(observation)
         current_observation.set(observation)
         return observation
 

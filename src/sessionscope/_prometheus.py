@@ -8,6 +8,7 @@ ones by method and path template, never by raw path.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -111,15 +112,31 @@ def _families() -> Any:
 
 
 class StatsCollector:
-    """A ``prometheus_client`` collector of one database's `DatabaseStats`."""
+    """A ``prometheus_client`` collector of the `DatabaseStats` of databases, by name.
 
-    def __init__(self, database: str, stats: Callable[[], DatabaseStats]) -> None:
+    Prometheus identifies a metric by its name alone, so one collector serves every database
+    of a registry: their series differ by the ``database`` label."""
+
+    def __init__(self) -> None:
         self._core = _families()
-        self._database = database
-        self._stats = stats
+        self._sources: dict[str, Callable[[], DatabaseStats]] = {}
+
+    def add(self, database: str, stats: Callable[[], DatabaseStats]) -> None:
+        if database in self._sources:
+            raise ConfigurationError(
+                f"cannot export Prometheus metrics of database {database!r}: a running app "
+                "already exports a database of that name; give each Database its own name "
+                "(Database(..., name=...))."
+            )
+        self._sources[database] = stats
+
+    def remove(self, database: str, stats: Callable[[], DatabaseStats]) -> None:
+        if self._sources.get(database) == stats:
+            del self._sources[database]
 
     def collect(self) -> Iterator[Any]:
-        core, database, stats = self._core, self._database, self._stats()
+        core = self._core
+        sources = sorted(self._sources.items())
         pool_labels = ["database", "flavour"]
         gauges = {
             name: core.GaugeMetricFamily(name, _HELP[name], labels=pool_labels)
@@ -131,14 +148,16 @@ class StatsCollector:
                 "sessionscope_pool_waiters",
             )
         }
-        for flavour, pool in sorted(stats.pools.items()):
-            labels = [database, flavour]
-            if pool.size is not None:
-                gauges["sessionscope_pool_size"].add_metric(labels, pool.size)
-            gauges["sessionscope_pool_checked_out"].add_metric(labels, pool.checked_out)
-            gauges["sessionscope_pool_idle"].add_metric(labels, pool.idle)
-            gauges["sessionscope_pool_overflow"].add_metric(labels, pool.overflow)
-            gauges["sessionscope_pool_waiters"].add_metric(labels, pool.waiters)
+        snapshots = [(database, stats()) for database, stats in sources]
+        for database, stats in snapshots:
+            for flavour, pool in sorted(stats.pools.items()):
+                labels = [database, flavour]
+                if pool.size is not None:
+                    gauges["sessionscope_pool_size"].add_metric(labels, pool.size)
+                gauges["sessionscope_pool_checked_out"].add_metric(labels, pool.checked_out)
+                gauges["sessionscope_pool_idle"].add_metric(labels, pool.idle)
+                gauges["sessionscope_pool_overflow"].add_metric(labels, pool.overflow)
+                gauges["sessionscope_pool_waiters"].add_metric(labels, pool.waiters)
         yield from gauges.values()
 
         route_labels = ["database", "method", "route"]
@@ -154,25 +173,27 @@ class StatsCollector:
         )
         statements = _counter(core, "sessionscope_statements_total", route_labels)
         db_time = _counter(core, "sessionscope_db_time_seconds_total", route_labels)
-        for route in stats.routes:
-            labels = [database, route.method, route.route]
-            wait.add_metric(labels, _buckets(route.pool_wait), route.pool_wait.sum)
-            hold.add_metric(labels, _buckets(route.hold), route.hold.sum)
-            statements.add_metric(labels, route.statements)
-            db_time.add_metric(labels, route.db_time)
+        for database, stats in snapshots:
+            for route in stats.routes:
+                labels = [database, route.method, route.route]
+                wait.add_metric(labels, _buckets(route.pool_wait), route.pool_wait.sum)
+                hold.add_metric(labels, _buckets(route.hold), route.hold.sum)
+                statements.add_metric(labels, route.statements)
+                db_time.add_metric(labels, route.db_time)
         yield from (wait, hold, statements, db_time)
 
         units = _counter(core, "sessionscope_units_total", ["database", "outcome"])
-        units.add_metric([database, "commit"], stats.commits)
-        units.add_metric([database, "rollback"], stats.rollbacks)
-        units.add_metric([database, "commit_failed"], sum(stats.commit_failures.values()))
         failures = _counter(core, "sessionscope_commit_failures_total", ["database", "status"])
-        for status, count in sorted(stats.commit_failures.items()):
-            failures.add_metric([database, str(status)], count)
         budget = _counter(core, "sessionscope_query_budget_exceeded_total", ["database"])
-        budget.add_metric([database], stats.query_budget_exceeded)
         slow = _counter(core, "sessionscope_slow_queries_total", ["database"])
-        slow.add_metric([database], stats.slow_queries)
+        for database, stats in snapshots:
+            units.add_metric([database, "commit"], stats.commits)
+            units.add_metric([database, "rollback"], stats.rollbacks)
+            units.add_metric([database, "commit_failed"], sum(stats.commit_failures.values()))
+            for status, count in sorted(stats.commit_failures.items()):
+                failures.add_metric([database, str(status)], count)
+            budget.add_metric([database], stats.query_budget_exceeded)
+            slow.add_metric([database], stats.slow_queries)
         yield from (units, failures, budget, slow)
 
 
@@ -187,16 +208,23 @@ def _buckets(histogram: HistogramStats) -> list[tuple[str, float]]:
     ]
 
 
-def register(collector: StatsCollector, registry: Any = None) -> Any:
-    """Register ``collector`` (default: ``prometheus_client``'s global registry); returns the
-    registry it was added to."""
-    if registry is None:
-        registry = collector._core.REGISTRY
-    try:
-        registry.register(collector)
-    except ValueError as error:
-        raise ConfigurationError(
-            f"cannot export Prometheus metrics: {error}. Another running app exports the same "
-            "database name; give each Database its own name (Database(..., name=...))."
-        ) from None
-    return registry
+_shared: StatsCollector | None = None
+_shared_lock = threading.Lock()
+
+
+def export(database: str, stats: Callable[[], DatabaseStats]) -> None:
+    """Export ``stats`` as database ``database`` through ``prometheus_client``'s default
+    registry (one collector for every database), until `unexport`."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            collector = StatsCollector()
+            collector._core.REGISTRY.register(collector)
+            _shared = collector
+        _shared.add(database, stats)
+
+
+def unexport(database: str, stats: Callable[[], DatabaseStats]) -> None:
+    with _shared_lock:
+        if _shared is not None:
+            _shared.remove(database, stats)

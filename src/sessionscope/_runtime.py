@@ -279,16 +279,17 @@ class Runtime:
 
             self.observer.tracer = make_tracer()
         if self._config.prometheus and self._exporter is None:
-            from ._prometheus import StatsCollector, register
+            from ._prometheus import export
 
-            collector = StatsCollector(self.name, self.stats)
-            self._exporter = (register(collector), collector)
+            export(self.name, self.stats)
+            self._exporter = self.stats
 
     def _stop_exporters(self) -> None:
         exporter, self._exporter = self._exporter, None
         if exporter is not None:
-            registry, collector = exporter
-            registry.unregister(collector)
+            from ._prometheus import unexport
+
+            unexport(self.name, exporter)
 
     async def _check(self, engine: Engine | AsyncEngine, url: URL) -> None:
         try:
