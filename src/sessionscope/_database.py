@@ -24,6 +24,7 @@ from ._config import DatabaseConfig, DatabaseOptions, DatabaseSettings
 from ._dependencies import request_async_session, request_sync_session
 from ._engines import mask_url
 from ._errors import ConfigurationError
+from ._observe import observation_var
 from ._runtime import (
     Attachment,
     Binder,
@@ -75,7 +76,9 @@ class Database:
         self.scope_key = f"sessionscope.{name}.{id(self)}"
         """The key of this database's unit of work in a request's ASGI scope."""
         # Used without an app (scripts, workers), or by hand with `startup`/`shutdown`.
-        self._standalone = Runtime(config, name=name)
+        # Every runtime of this database attributes statements through one context variable.
+        self._observations = observation_var()
+        self._standalone = Runtime(config, name=name, observations=self._observations)
         self._app_runtimes: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
 
     @classmethod
@@ -155,7 +158,7 @@ class Database:
         enter it inside yours: ``async with db.lifespan(app): yield``.
         """
         attachment = self.attach(app)
-        runtime = Runtime(self._config, name=self.name)
+        runtime = Runtime(self._config, name=self.name, observations=self._observations)
         # Under a test binding every unit runs on the test's connection: connecting here
         # would only cost time. The engines are still made if a request comes after it.
         check = self._config.check_on_startup and binding_of(self) is None

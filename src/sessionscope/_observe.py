@@ -89,6 +89,12 @@ current_observation: contextvars.ContextVar[Observation | None] = contextvars.Co
     "sessionscope_current_observation", default=None
 )
 
+
+def observation_var() -> contextvars.ContextVar[Observation | None]:
+    """A context variable for the current observation of one database's units."""
+    return contextvars.ContextVar("sessionscope_database_observation", default=None)
+
+
 BudgetWatcher = Callable[[str], None]
 _budget_watchers: list[BudgetWatcher] = []
 
@@ -127,7 +133,11 @@ def route_of(scope: Any) -> str:
 class Observer:
     """The observation of the units of work of one runtime."""
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(
+        self,
+        config: DatabaseConfig,
+        current: contextvars.ContextVar[Observation | None] | None = None,
+    ) -> None:
         self.config = config
         self.metrics = UnitMetrics()
         self.slow_threshold = config.slow_query_threshold
@@ -140,11 +150,10 @@ class Observer:
         self.observes = config.metrics or self.counts_statements
         self.tracer: Any = None
         self._engines: list[Engine] = []
-        # Statements go to the observation of this runtime's unit: a request that uses two
-        # databases has one per database.
-        self._current: contextvars.ContextVar[Observation | None] = contextvars.ContextVar(
-            f"sessionscope_observation_{id(self)}", default=None
-        )
+        # Statements go to the observation of their database's unit (a request that uses two
+        # databases has one for each), whichever of the database's runtimes runs them: a
+        # test binding's connection comes from another runtime than the app's.
+        self._current = current if current is not None else observation_var()
 
     # -- engines ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -44,7 +45,7 @@ from ._errors import (
     MissingDriverError,
     NotInitializedError,
 )
-from ._observe import Observer
+from ._observe import Observation, Observer
 from ._policy import BUSY_DETAIL
 from ._stats import DatabaseStats, PoolStats, pool_stats
 
@@ -129,10 +130,16 @@ class Runtime:
     use. `stop` disposes of them.
     """
 
-    def __init__(self, config: DatabaseConfig, *, name: str = "default") -> None:
+    def __init__(
+        self,
+        config: DatabaseConfig,
+        *,
+        name: str = "default",
+        observations: ContextVar[Observation | None] | None = None,
+    ) -> None:
         self._config = config
         self.name = name
-        self.observer = Observer(config)
+        self.observer = Observer(config, observations)
         """Metrics, statement accounting and spans of this runtime's units of work."""
         self._exporter: Any = None
         self.sync_url, self.async_url = flavour_urls(config)
