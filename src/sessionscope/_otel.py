@@ -46,15 +46,16 @@ def start_unit_span(tracer: Any, observation: Observation) -> Any:
 def end_unit_span(
     span: Any, observation: Observation, committed: bool, failed_status: int | None
 ) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
+    attributes: dict[str, Any] = {
+        "sessionscope.outcome": "commit" if committed else "rollback",
+        "db.statement_count": observation.statements,
+        "sessionscope.db_time_ms": round(observation.db_time * 1000, 3),
+    }
     if failed_status is not None:
-        outcome = "commit_failed"
-        span.set_attribute("sessionscope.commit_failure_status", failed_status)
+        from opentelemetry.trace import Status, StatusCode
+
+        attributes["sessionscope.outcome"] = "commit_failed"
+        attributes["sessionscope.commit_failure_status"] = failed_status
         span.set_status(Status(StatusCode.ERROR, "COMMIT failed"))
-    else:
-        outcome = "commit" if committed else "rollback"
-    span.set_attribute("sessionscope.outcome", outcome)
-    span.set_attribute("db.statement_count", observation.statements)
-    span.set_attribute("sessionscope.db_time_ms", round(observation.db_time * 1000, 3))
+    span.set_attributes(attributes)  # one call: the SDK takes its lock once
     span.end()
