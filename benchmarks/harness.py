@@ -56,7 +56,9 @@ OBSERVED_ENV = (
     ("DATABASE_QUERY_STATS", "true"),
     ("DATABASE_SERVER_TIMING", "true"),
     ("DATABASE_QUERY_BUDGET", "20"),
-    ("DATABASE_SLOW_QUERY_THRESHOLD", "0.5"),
+    # Checked on every statement; above the wall time of any statement of a busy run, so that
+    # the measurement is of the check, not of log lines.
+    ("DATABASE_SLOW_QUERY_THRESHOLD", "5"),
     ("DATABASE_PROMETHEUS", "true"),
     ("DATABASE_OPENTELEMETRY", "true"),
     ("BENCH_OTEL_SDK", "1"),

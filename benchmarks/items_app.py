@@ -29,7 +29,8 @@ if os.environ.get("BENCH_OTEL_SDK"):
     from opentelemetry.sdk.trace import TracerProvider
 
     trace.set_tracer_provider(TracerProvider())
-    FASTAPI_OPTIONS["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
+    if not os.environ.get("BENCH_FASTAPI_TRACING"):
+        FASTAPI_OPTIONS["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
 
 db = Database.from_env()
 

@@ -48,6 +48,10 @@ MODES: dict[str, dict[str, str]] = {
         "BENCH_OTEL_SDK": "1",
     },
 }
+# A traced app: FastAPI's own request spans on both sides (the unit spans need a request span
+# to nest under).
+MODES["traced-off"] = {**MODES["off"], "BENCH_OTEL_SDK": "1", "BENCH_FASTAPI_TRACING": "1"}
+MODES["traced-on"] = {**MODES["on"], "BENCH_FASTAPI_TRACING": "1"}
 MODES["on-without-otel"] = {
     k: v for k, v in MODES["on"].items() if k not in ("DATABASE_OPENTELEMETRY", "BENCH_OTEL_SDK")
 }

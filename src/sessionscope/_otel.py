@@ -3,8 +3,9 @@
 The span starts when the unit's session opens, backdated by the wait for a connection slot,
 and ends after the COMMIT or ROLLBACK and the close. Its parent is whatever span is current
 when the session opens: the request's server span under the ASGI or FastAPI instrumentation.
-It makes no span per statement: `opentelemetry-instrumentation-sqlalchemy` does that, and the
-two work side by side.
+A request that is not traced (no recording span: no server instrumentation, or a trace not
+sampled) gets no unit span, and costs one context lookup. It makes no span per statement:
+`opentelemetry-instrumentation-sqlalchemy` does that, and the two work side by side.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ def make_tracer() -> Any:
 
 
 def start_unit_span(tracer: Any, observation: Observation) -> Any:
+    """The unit's span, under the current one; ``None`` when the request is not traced (no
+    recording span: no server instrumentation, or the trace was not sampled). A unit span
+    outside a request's trace would be a trace of its own that nobody asked for."""
+    from opentelemetry import trace
+
+    if not trace.get_current_span().is_recording():
+        return None
     waited_ns = int(observation.pool_wait * 1e9)
     return tracer.start_span(
         SPAN_NAME,
