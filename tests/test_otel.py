@@ -140,3 +140,17 @@ def test_no_unit_spans_when_off(
     finished = spans.get_finished_spans()
     assert [s.name for s in finished if s.name == UNIT_SPAN] == []
     assert [s for s in finished if s.kind == SpanKind.SERVER]
+
+
+def test_no_unit_span_outside_a_traced_request(provider: TracerProvider) -> None:
+    from sessionscope._observe import Observation
+    from sessionscope._otel import make_tracer, start_unit_span
+
+    tracer = make_tracer()
+    observation = Observation("GET", "/items", 0.0, None)
+    assert start_unit_span(tracer, observation) is None  # no request span to nest under
+    with provider.get_tracer("test").start_as_current_span("GET /items"):
+        span = start_unit_span(tracer, observation)
+    assert span is not None
+    assert span.is_recording()
+    span.end()
