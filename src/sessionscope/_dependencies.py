@@ -109,7 +109,6 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
     else:
         waited = 0.0
     current_unit.set(unit)
-    assert unit.attachment is not None
     unit.observation = unit.attachment.runtime.observer.open(scope, waited, unit.query_budget)
     return binder
 
