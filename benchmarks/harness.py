@@ -47,11 +47,38 @@ class Stack:
     driver: str  # "async": DATABASE_URL names the async driver; "sync": the sync one
     postgres_only: bool = False
     sessionscope: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # extra environment of its server
+
+
+OBSERVED_ENV = (
+    # Every visibility feature on (docs/observability.md), as the overhead measurement wants.
+    ("DATABASE_METRICS", "true"),
+    ("DATABASE_QUERY_STATS", "true"),
+    ("DATABASE_SERVER_TIMING", "true"),
+    ("DATABASE_QUERY_BUDGET", "20"),
+    # Checked on every statement; above the wall time of any statement of a busy run, so that
+    # the measurement is of the check, not of log lines.
+    ("DATABASE_SLOW_QUERY_THRESHOLD", "5"),
+    ("DATABASE_PROMETHEUS", "true"),
+    ("DATABASE_OPENTELEMETRY", "true"),
+    ("BENCH_OTEL_SDK", "1"),
+)
 
 
 STACKS = (
     Stack("sessionscope", "items_app", "core", "async", sessionscope=True),
     Stack("sessionscope-sync", "items_sessionscope_sync", "core", "async", sessionscope=True),
+    Stack(
+        "sessionscope-observed", "items_app", "core", "async", sessionscope=True, env=OBSERVED_ENV
+    ),
+    Stack(
+        "sessionscope-unobserved",
+        "items_app",
+        "core",
+        "async",
+        sessionscope=True,
+        env=(("DATABASE_METRICS", "false"),),
+    ),
     Stack("seed-get_db", "items_seed", "core", "sync"),
     Stack("handwritten-async", "items_handwritten", "core", "async"),
     Stack("fastapi-sqla", "items_fastapi_sqla", "fastapi-sqla", "async"),
@@ -187,6 +214,7 @@ def serve(
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "sqlalchemy_"))}
     env["DATABASE_URL"] = target.url_for(stack)
+    env.update(stack.env)
     env.update(extra_env or {})
     command = [
         str(venv_python(stack.venv)),

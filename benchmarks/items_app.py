@@ -8,8 +8,10 @@ Configured only by ``DATABASE_URL`` (e.g. ``postgresql+asyncpg://...``); run fro
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from items_model import Base, Item, ItemOut
@@ -17,6 +19,18 @@ from items_model import Base, Item, ItemOut
 from sessionscope import AsyncDbSession, Database, unit_of_work
 
 __all__ = ["Item", "ItemOut", "app", "db"]
+
+# BENCH_OTEL_SDK: an OpenTelemetry SDK tracer provider records every span (no exporter), so
+# the `opentelemetry` option's spans cost what they cost in production. FastAPI's own request
+# telemetry stays off: the measurement is sessionscope's.
+FASTAPI_OPTIONS: dict[str, Any] = {}
+if os.environ.get("BENCH_OTEL_SDK"):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    trace.set_tracer_provider(TracerProvider())
+    if not os.environ.get("BENCH_FASTAPI_TRACING"):
+        FASTAPI_OPTIONS["telemetry"] = {"tracing": False, "metrics": False, "logs": False}
 
 db = Database.from_env()
 
@@ -29,7 +43,7 @@ async def create_table(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-app = FastAPI(lifespan=create_table)
+app = FastAPI(lifespan=create_table, **FASTAPI_OPTIONS)
 db.init_app(app)
 
 

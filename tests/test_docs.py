@@ -63,3 +63,32 @@ def test_a_refused_write_is_kept_only_by_the_seed_pattern(
     if hasattr(module, "engine"):
         module.engine.dispose()
     assert len(rows) == refused_rows_kept
+
+
+def test_observability_capture_shows_each_feature(tmp_path: Path) -> None:
+    """docs/observability.md shows this script's output; it must keep showing each feature."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'books.db'}"}
+    env = {k: v for k, v in env.items() if not k.startswith("DATABASE_") or k == "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "docs_src.observability.capture"],
+        cwd=Path(__file__).parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = result.stdout
+    assert "query budget exceeded on GET /authors/n-plus-one: 14 statements (budget 10); " in out
+    assert "sent 12 times: SELECT books.id, books.author_id, books.title FROM books WHERE ?" in out
+    assert "server-timing: db;dur=0." in out
+    assert 'desc="3 queries"' in out
+    assert "slow query: " in out
+    assert "on GET /report: WITH RECURSIVE" in out
+    assert "{'books': 24, 'statements': 14}" in out
+    assert 'sessionscope_units_total{database="default",outcome="commit"} 4.0' in out
+    assert "internal sessionscope unit of work {'http.route': '/authors'" in out

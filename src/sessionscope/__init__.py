@@ -15,13 +15,17 @@ from ._errors import (
     DatabaseUnavailableError,
     ManualCommitWarning,
     MissingDriverError,
+    MissingExtraError,
     NotInitializedError,
+    QueryBudgetExceededError,
     SessionClosedError,
     SessionScopeError,
 )
+from ._observe import QueryStats, QueryStatsLogFilter, query_stats
 from ._policy import CommitPolicy, should_commit
 from ._replicas import ReplicaStatus
 from ._retry import Attempt
+from ._stats import DatabaseStats, HistogramStats, PoolStats, RouteStats
 from ._transaction import Transaction
 from ._tuning import IsolationLevel
 from ._unit import after_commit
@@ -41,13 +45,21 @@ __all__ = [
     "DatabaseHTTPError",
     "DatabaseOptions",
     "DatabaseSettings",
+    "DatabaseStats",
     "DatabaseUnavailableError",
     "DbSession",
-    "ManualCommitWarning",
+    "HistogramStats",
     "IsolationLevel",
+    "ManualCommitWarning",
     "MissingDriverError",
+    "MissingExtraError",
     "NotInitializedError",
+    "PoolStats",
+    "QueryBudgetExceededError",
+    "QueryStats",
+    "QueryStatsLogFilter",
     "ReplicaStatus",
+    "RouteStats",
     "SessionClosedError",
     "SessionScopeError",
     "Transaction",
@@ -55,6 +67,7 @@ __all__ = [
     "database_of",
     "get_async_session",
     "get_session",
+    "query_stats",
     "should_commit",
     "unit_of_work",
 ]

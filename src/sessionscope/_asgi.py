@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY
+from ._observe import with_server_timing
 from ._policy import http_error_for, should_commit
 from ._retry import backoff_delay, is_retryable, is_statement_timeout, log_retry
 from ._routing import (
@@ -143,6 +144,8 @@ class UnitOfWorkBoundary:
                 if kind == "http.response.start":
                     if not unit.keep_for_stream:
                         await _end_or_raise(unit, message["status"])
+                        if config.server_timing and unit.observation is not None:
+                            message = with_server_timing(message, unit.observation)
                     else:
                         unit.stream_status = message["status"]
                     if config.replicas:

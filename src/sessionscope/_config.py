@@ -155,6 +155,35 @@ class DatabaseConfig:
     1205, PostgreSQL 55P03 under a ``lock_timeout``), not only on serialization failures and
     deadlocks."""
 
+    metrics: bool = True
+    """Keep pool and unit-of-work metrics (`Database.stats`): outcomes, and the wait for a
+    connection and its hold time per route. A few additions per request."""
+
+    query_stats: bool = False
+    """Count each request's statements, database time and rows (`query_stats`,
+    `QueryStatsLogFilter`). `server_timing`, `query_budget` and `opentelemetry` turn it on."""
+
+    server_timing: bool = False
+    """Add ``Server-Timing: db;dur=12.3;desc="4 queries"`` to responses of requests that used
+    the database."""
+
+    query_budget: int | None = None
+    """Statements a request may run before a warning names the statement it repeated most
+    (an N+1 pattern). A route sets its own with ``unit_of_work(query_budget=...)``. ``None``:
+    no budget."""
+
+    slow_query_threshold: float | None = None
+    """Log statements that take at least this many seconds (logger
+    ``sessionscope.slow_query``), with the route and the SQL without parameters. ``None``: off."""
+
+    prometheus: bool = False
+    """Export the metrics to ``prometheus_client``'s registry while the app runs (extra
+    ``prometheus``); serve them with ``prometheus_client.make_asgi_app()``."""
+
+    opentelemetry: bool = False
+    """One OpenTelemetry span per request unit of work, under the request's span (extra
+    ``otel``)."""
+
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
 
@@ -191,6 +220,12 @@ class DatabaseConfig:
         check_statement_timeout(self.statement_timeout)
         if self.pgbouncer:
             _check_pgbouncer_url(self)
+        if self.query_budget is not None and self.query_budget < 0:
+            raise ConfigurationError(f"query_budget must be None or >= 0, got {self.query_budget}")
+        if self.slow_query_threshold is not None and self.slow_query_threshold < 0:
+            raise ConfigurationError(
+                f"slow_query_threshold must be None or >= 0, got {self.slow_query_threshold}"
+            )
         self._check_replicas()
 
     def _check_replicas(self) -> None:
@@ -298,6 +333,13 @@ class DatabaseOptions(TypedDict, total=False):
     statement_timeout: float | None
     pgbouncer: bool
     retry_lock_timeouts: bool
+    metrics: bool
+    query_stats: bool
+    server_timing: bool
+    query_budget: int | None
+    slow_query_threshold: float | None
+    prometheus: bool
+    opentelemetry: bool
     engine_options: Mapping[str, Any]
 
 
@@ -331,6 +373,13 @@ class DatabaseSettings(BaseSettings):
     commit_policy: CommitPolicy = default("commit_policy")
     check_on_startup: bool = default("check_on_startup")
     retry_after: int = default("retry_after")
+    metrics: bool = default("metrics")
+    query_stats: bool = default("query_stats")
+    server_timing: bool = default("server_timing")
+    query_budget: int | None = default("query_budget")
+    slow_query_threshold: float | None = default("slow_query_threshold")
+    prometheus: bool = default("prometheus")
+    opentelemetry: bool = default("opentelemetry")
     statement_timeout: float | None = default("statement_timeout")
     pgbouncer: bool = default("pgbouncer")
     retry_lock_timeouts: bool = default("retry_lock_timeouts")

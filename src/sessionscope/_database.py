@@ -26,6 +26,7 @@ from ._dependencies import request_async_session, request_sync_session
 from ._engines import mask_url
 from ._env import config_from_env
 from ._errors import ConfigurationError
+from ._observe import observation_var
 from ._replicas import ReplicaStatus
 from ._runtime import (
     Attachment,
@@ -36,6 +37,7 @@ from ._runtime import (
     attachments_of,
     binding_of,
 )
+from ._stats import DatabaseStats
 from ._transaction import Transaction
 from ._tuning import IsolationLevel
 from ._unit import check_not_on_event_loop, current_unit
@@ -78,7 +80,9 @@ class Database:
         self.scope_key = f"sessionscope.{name}.{id(self)}"
         """The key of this database's unit of work in a request's ASGI scope."""
         # Used without an app (scripts, workers), or by hand with `startup`/`shutdown`.
-        self._standalone = Runtime(config)
+        # Every runtime of this database attributes statements through one context variable.
+        self._observations = observation_var()
+        self._standalone = Runtime(config, name=name, observations=self._observations)
         self._app_runtimes: weakref.WeakKeyDictionary[Any, Runtime] = weakref.WeakKeyDictionary()
 
     @classmethod
@@ -141,6 +145,13 @@ class Database:
         use)."""
         return self._runtime().async_engine
 
+    def stats(self) -> DatabaseStats:
+        """Pool and unit-of-work metrics of the running app (the current request's app, else
+        the one that started last): the pools now (checked out, idle, overflow, requests
+        waiting for a connection) and, since that app started, outcomes of request units and
+        per-route waits for a connection and hold times. See `DatabaseStats`."""
+        return self._runtime().stats()
+
     # -- app lifecycle ----------------------------------------------------------------------
 
     async def startup(self) -> None:
@@ -179,7 +190,7 @@ class Database:
         enter it inside yours: ``async with db.lifespan(app): yield``.
         """
         attachment = self.attach(app)
-        runtime = Runtime(self._config)
+        runtime = Runtime(self._config, name=self.name, observations=self._observations)
         # Under a test binding every unit runs on the test's connection: connecting here
         # would only cost time. The engines are still made if a request comes after it.
         check = self._config.check_on_startup and binding_of(self) is None

@@ -108,10 +108,13 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
         # thread: threads never sit blocked on an exhausted pool, so the requests that hold
         # connections always find a thread to finish on (no pool/threadpool deadlock). Async
         # requests queue here too, in arrival order, instead of inside the pool.
-        await acquire_slot(slots, unit.config)
+        waited = await acquire_slot(slots, unit.config)
         unit.hold_slot(slots)
+    else:
+        waited = 0.0
     unit.route = route_label(scope)
     current_unit.set(unit)
+    unit.observation = unit.attachment.runtime.observer.open(scope, waited, unit.query_budget)
     return binder
 
 
@@ -158,6 +161,7 @@ def unit_of_work(
     isolation: IsolationLevel | None = None,
     statement_timeout: float | None = None,
     retries: int = 0,
+    query_budget: int | None = None,
     database: Attached | None = None,
 ) -> Any:
     """Per-route options of the request's unit of work, as a route dependency::
@@ -189,6 +193,10 @@ def unit_of_work(
       Only for idempotent handlers: every effect outside the database happens once per run.
       A request that also used another database's session does not run again.
       Refused with ``keep_for_stream`` (a stream has started before its COMMIT).
+    * ``query_budget``: the statements this route may run before a warning names the one it
+      repeated most (overrides the database's ``query_budget``; it takes effect when
+      per-request accounting is on, as it is whenever the database has a budget,
+      ``query_stats``, ``server_timing`` or ``opentelemetry``).
     * ``database``: the database these options apply to (default: the app's first).
     """
     if readonly and write:
@@ -207,6 +215,8 @@ def unit_of_work(
             "session commits after the stream has started, when the request cannot run again"
         )
     tuned = isolation is not None or timeout is not None
+    if query_budget is not None and query_budget < 0:
+        raise ConfigurationError(f"query_budget must be None or >= 0, got {query_budget}")
 
     async def configure_unit_of_work(request: Request) -> None:
         unit = _unit_for(request.scope, database)
@@ -228,6 +238,8 @@ def unit_of_work(
             unit.keep_for_stream = True
         if primary:
             unit.primary = True
+        if query_budget is not None:
+            unit.query_budget = query_budget
         if mode is not None:
             if unit.active:
                 raise SessionScopeError(

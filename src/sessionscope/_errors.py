@@ -5,12 +5,14 @@ Every exception sessionscope raises on purpose derives from one root::
     SessionScopeError
     ├── ConfigurationError            bad settings, found at start-up
     │   ├── MissingDriverError        (also an ImportError) a database driver is not installed
+    │   ├── MissingExtraError         (also an ImportError) an optional dependency is not installed
     │   └── DatabaseUnavailableError  the database did not answer at start-up
     ├── NotInitializedError           the app's lifespan did not run (engines do not exist)
     ├── SessionClosedError            the request's unit of work has ended
     ├── BlockingSessionError          a sync session inside an ``async def`` endpoint
     ├── ConcurrentSessionUseError     one AsyncSession used from two tasks at once
     ├── ManualCommitWarning           (also a UserWarning) a request's session committed by hand
+    ├── QueryBudgetExceededError      a request ran more statements than its budget (tests)
     └── DatabaseHTTPError             (also an HTTPException) a database failure as a response
         ├── ConflictError             409: a constraint was violated (at flush or at COMMIT)
         ├── DatabaseBusyError         503: the database is unavailable or busy; retrying can succeed
@@ -98,3 +100,15 @@ class DatabaseBusyError(DatabaseHTTPError):
 
 class CommitFailedError(DatabaseHTTPError):
     """500: the transaction could not be committed for a reason the client cannot fix."""
+
+
+class MissingExtraError(ConfigurationError, ImportError):
+    """A feature was turned on whose optional dependency is not installed.
+
+    The message holds the exact ``pip install "sessionscope[extra]"`` line.
+    """
+
+
+class QueryBudgetExceededError(SessionScopeError):
+    """A request ran more SQL statements than its query budget, in a test that fails on it
+    (``sessionscope.testing.fail_on_query_budget``, the pytest plugin's option)."""

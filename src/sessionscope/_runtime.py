@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -44,8 +46,10 @@ from ._errors import (
     MissingDriverError,
     NotInitializedError,
 )
+from ._observe import Observation, Observer
 from ._policy import BUSY_DETAIL
 from ._replicas import Replica, ReplicaSet, ReplicaStatus
+from ._stats import DatabaseStats, PoolStats, pool_stats
 from ._tuning import IsolationLevel, tuning_options
 from ._urls import describe_flavours
 
@@ -166,8 +170,18 @@ class Runtime:
     use. `stop` disposes of them.
     """
 
-    def __init__(self, config: DatabaseConfig) -> None:
+    def __init__(
+        self,
+        config: DatabaseConfig,
+        *,
+        name: str = "default",
+        observations: ContextVar[Observation | None] | None = None,
+    ) -> None:
         self._config = config
+        self.name = name
+        self.observer = Observer(config, observations)
+        """Metrics, statement accounting and spans of this runtime's units of work."""
+        self._exporter: Any = None
         self.sync_url, self.async_url = flavour_urls(config)
         self.primary_flavour: Flavour = "async" if is_async_url(parse_url(config.url)) else "sync"
         self._sync_engine: Engine | None = None
@@ -208,6 +222,7 @@ class Runtime:
                 if self._sync_engine is None:
                     self._raise_deferred("sync")
                     self._sync_engine = create_sync_engine(self._config, self.sync_url)
+                    self.observer.watch(self._sync_engine)
                 engine = self._sync_engine
         return engine
 
@@ -219,6 +234,7 @@ class Runtime:
                 if self._async_engine is None:
                     self._raise_deferred("async")
                     self._async_engine = create_async_db_engine(self._config, self.async_url)
+                    self.observer.watch(self._async_engine.sync_engine)
                 engine = self._async_engine
         return engine
 
@@ -281,6 +297,15 @@ class Runtime:
         """What the monitors last found about each replica (empty without replicas)."""
         return self._replicas.status() if self._replicas is not None else []
 
+    def stats(self) -> DatabaseStats:
+        """The pools now, and what this runtime's request units of work have done."""
+        pools: dict[str, PoolStats] = {}
+        if self._sync_engine is not None:
+            pools["sync"] = pool_stats(self._sync_engine.pool, self._sync_slots)
+        if self._async_engine is not None:
+            pools["async"] = pool_stats(self._async_engine.pool, self._async_slots)
+        return self.observer.metrics.snapshot(pools)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self, *, needed: frozenset[Flavour] = frozenset(), check: bool = True) -> None:
@@ -290,6 +315,17 @@ class Runtime:
         neither the URL's own nor in ``needed`` (what the app's routes ask for) may lack its
         driver: it is then left out, and its first use raises `MissingDriverError`.
         """
+        # Exporters first: one that cannot start (a missing extra, a name taken) stops start-up
+        # before any connection is opened.
+        self._start_exporters()
+        try:
+            await self._start_engines(needed, check)
+        except BaseException:
+            self._stop_exporters()
+            raise
+        self.started = True
+
+    async def _start_engines(self, needed: frozenset[Flavour], check: bool) -> None:
         capacity = pool_capacity(self._config, self.sync_url)
         # Sync requests wait for a slot on the event loop before they take a worker thread, so
         # threads never sit blocked on an exhausted pool (no pool/threadpool deadlock). Async
@@ -339,6 +375,24 @@ class Runtime:
         self.started = True
         logger.info("%s", describe_flavours(self.sync_url, self.async_url, self._deferred))
 
+    def _start_exporters(self) -> None:
+        if self._config.opentelemetry and self.observer.tracer is None:
+            from ._otel import make_tracer
+
+            self.observer.tracer = make_tracer()
+        if self._config.prometheus and self._exporter is None:
+            from ._prometheus import export
+
+            export(self.name, self.stats)
+            self._exporter = self.stats
+
+    def _stop_exporters(self) -> None:
+        exporter, self._exporter = self._exporter, None
+        if exporter is not None:
+            from ._prometheus import unexport
+
+            unexport(self.name, exporter)
+
     async def _check(self, engine: Engine | AsyncEngine, url: URL) -> None:
         try:
             if isinstance(engine, AsyncEngine):
@@ -355,6 +409,8 @@ class Runtime:
         if self._replicas is not None:
             replicas, self._replicas = self._replicas, ReplicaSet(self._config)
             await replicas.stop()
+        self._stop_exporters()
+        self.observer.unwatch()
         with self._lock:
             sync_engine, self._sync_engine = self._sync_engine, None
             async_engine, self._async_engine = self._async_engine, None
@@ -371,6 +427,8 @@ class Runtime:
         if self._replicas is not None:
             replicas, self._replicas = self._replicas, ReplicaSet(self._config)
             replicas.stop_sync()
+        self._stop_exporters()
+        self.observer.unwatch()
         with self._lock:
             sync_engine, self._sync_engine = self._sync_engine, None
             async_engine, self._async_engine = self._async_engine, None
@@ -429,8 +487,9 @@ def unavailable(url: URL, error: BaseException) -> DatabaseUnavailableError:
     )
 
 
-async def acquire_slot(slots: anyio.Semaphore, config: DatabaseConfig) -> None:
-    """Wait up to ``pool_timeout`` for a connection slot; 503 with ``Retry-After`` after."""
+async def acquire_slot(slots: anyio.Semaphore, config: DatabaseConfig) -> float:
+    """Wait up to ``pool_timeout`` for a connection slot; 503 with ``Retry-After`` after.
+    Returns the seconds waited (0.0 when a slot was free)."""
     try:
         # A free slot means nobody waits (a released slot goes straight to the first waiter),
         # so taking it keeps arrival order; no timer to set up.
@@ -438,10 +497,11 @@ async def acquire_slot(slots: anyio.Semaphore, config: DatabaseConfig) -> None:
     except anyio.WouldBlock:
         pass
     else:
-        return
+        return 0.0
+    waiting_since = time.perf_counter()
     with anyio.move_on_after(config.pool_timeout):
         await slots.acquire()
-        return
+        return time.perf_counter() - waiting_since
     raise DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(config.retry_after)})
 
 

@@ -30,7 +30,8 @@ from ._bookmarks import (
 )
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
-from ._policy import CommitPolicy
+from ._observe import Observation
+from ._policy import CommitPolicy, http_error_for
 from ._replicas import Replica
 from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._session_kinds import session_classes
@@ -70,9 +71,11 @@ class UnitOfWork:
         "keep_for_stream",
         "min_lsn",
         "mode",
+        "observation",
         "owner",
         "policy",
         "primary",
+        "query_budget",
         "replica",
         "retries",
         "route",
@@ -123,6 +126,10 @@ class UnitOfWork:
         self._after_commit: list[AfterCommit] | None = None
         self._slot: anyio.Semaphore | None = None
         self._ended_message = ""
+        self.query_budget: int | None = None
+        """The route's own statement budget (``unit_of_work(query_budget=...)``)."""
+        self.observation: Observation | None = None
+        """What the request's unit did (statements, waits), when its runtime observes."""
 
     @property
     def active(self) -> bool:
@@ -223,6 +230,8 @@ class UnitOfWork:
                     )
             finally:
                 self._release_slot()
+                if self.observation is not None:
+                    self._observe_end(self.observation, commit, error)
             if send_commit and error is None and self.config.replicas:
                 self._keep_bookmark()
             if commit and error is None and self._after_commit:
@@ -277,6 +286,16 @@ class UnitOfWork:
         position = parse_lsn(self.bookmark) if self.bookmark is not None else None
         if position is not None and position != UNREADABLE and isinstance(self.binder, Runtime):
             self.binder.note_commit(position)
+
+    def _observe_end(
+        self, observation: Observation, commit: bool, error: BaseException | None
+    ) -> None:
+        failed_status: int | None = None
+        if error is not None:
+            http_error = http_error_for(error, retry_after=self.config.retry_after, at_commit=True)
+            failed_status = http_error.status_code if http_error is not None else 500
+        if self.attachment is not None:
+            self.attachment.runtime.observer.end(observation, commit, failed_status)
 
     def _release_slot(self) -> None:
         slot, self._slot = self._slot, None

@@ -16,6 +16,11 @@ and the database is found on the app. Then, per test:
   (``@pytest.mark.anyio``) of async apps.
 
 At the end of each test everything is rolled back, pass or fail.
+
+A test that asks for ``sessionscope_query_budget`` fails when a request exceeds its query
+budget (``query_budget``, ``unit_of_work(query_budget=...)``);
+``--sessionscope-fail-on-query-budget`` (or the ini key
+``sessionscope_fail_on_query_budget = true``) does so for every test.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from ._binding import (
 )
 from ._database import Database
 from ._discovery import Flavour, app_flavour, database_of, uses_sqlmodel
+from ._observe import fail_on_query_budget
 from ._session_kinds import as_sqlmodel
 
 if TYPE_CHECKING:
@@ -50,6 +56,8 @@ if TYPE_CHECKING:
 URL_OPTION = "--sessionscope-url"
 URL_INI = "sessionscope_url"
 URL_ENV = "SESSIONSCOPE_URL"
+BUDGET_OPTION = "--sessionscope-fail-on-query-budget"
+BUDGET_INI = "sessionscope_fail_on_query_budget"
 
 _NO_APP = (
     "the sessionscope plugin does not know your app: define a `sessionscope_app` fixture in "
@@ -69,6 +77,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"`{URL_INI}` ini key)",
     )
     parser.addini(URL_INI, "database URL for the `sessionscope_url` fixture", default=None)
+    group.addoption(
+        BUDGET_OPTION,
+        dest="sessionscope_fail_on_query_budget",
+        action="store_true",
+        default=False,
+        help="fail every test in which a request exceeds its query budget (N+1 detector)",
+    )
+    parser.addini(BUDGET_INI, "fail tests that exceed a query budget", type="bool", default=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    config = item.config
+    watched = (
+        config.getoption("sessionscope_fail_on_query_budget")
+        or config.getini(BUDGET_INI)
+        or "sessionscope_query_budget" in getattr(item, "fixturenames", ())
+    )
+    if not watched:
+        return (yield)
+    with fail_on_query_budget():
+        return (yield)
+
+
+@pytest.fixture
+def sessionscope_query_budget() -> None:
+    """Fail this test when one of its requests exceeds its query budget (the statements the
+    database's ``query_budget`` or the route's ``unit_of_work(query_budget=...)`` allow)."""
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,9 @@ Async::
         assert await bound.session().scalar(select(func.count()).select_from(Item)) == 1
 
 Bind before the client starts: the app's lifespan then runs inside the test transaction too.
+
+``with fail_on_query_budget():`` turns exceeded query budgets (N+1 patterns) into a
+`QueryBudgetExceededError` at the end of the block.
 """
 
 from ._binding import (
@@ -25,6 +28,7 @@ from ._binding import (
     rollback_after,
 )
 from ._discovery import Flavour, app_flavour, database_of, session_flavours
+from ._observe import fail_on_query_budget
 from ._testclient import app_client, async_app_client
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "async_app_client",
     "async_rollback_after",
     "database_of",
+    "fail_on_query_budget",
     "rollback_after",
     "session_flavours",
 ]

@@ -42,6 +42,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(items.router)
     app.include_router(health.router)
     docs.add_offline_docs(app)
+    if db.config.prometheus:
+        # DATABASE_PROMETHEUS=true: sessionscope exports its metrics to prometheus_client's
+        # registry while the app runs; this serves them (and the process's own) to scrapers.
+        from prometheus_client import make_asgi_app
+
+        app.mount("/metrics", make_asgi_app())
     return app
 
 

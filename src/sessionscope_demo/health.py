@@ -7,7 +7,7 @@ from typing import Literal
 import anyio
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
@@ -19,6 +19,20 @@ READY_TIMEOUT = 3.0
 """Seconds ``/readyz`` waits for ``SELECT 1``: a probe must answer before its own timeout."""
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Pool(BaseModel):
+    """One connection pool of the service's database, now (`Database.stats`)."""
+
+    size: int | None
+    checked_out: int
+    idle: int
+    overflow: int
+    waiters: int
+
+
 class ReplicaHealth(BaseModel):
     name: str
     healthy: bool
@@ -26,9 +40,11 @@ class ReplicaHealth(BaseModel):
     reason: str | None
 
 
-class Health(BaseModel):
+class Ready(BaseModel):
     status: Literal["ok"]
-    replicas: list[ReplicaHealth] | None = Field(default=None, exclude_if=lambda v: v is None)
+    pools: dict[str, Pool]
+    """By flavour (``sync``, ``async``)."""
+    replicas: list[ReplicaHealth] = []
     """With replicas configured: each one's health and lag. A replica that is down or lags
     does not make the service unready: its reads go to the primary."""
 
@@ -47,12 +63,13 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    response_model=Health,
+    response_model=Ready,
     responses={503: {"model": NotReady, "description": "Database unreachable"}},
 )
-async def readyz(request: Request) -> Health | JSONResponse:
-    """Readiness: ``SELECT 1`` on a connection from the service's own pool (the primary's);
-    with replicas, what their monitors last found."""
+async def readyz(request: Request) -> Ready | JSONResponse:
+    """Readiness: ``SELECT 1`` on a connection from the service's own pool (the primary's); the
+    pools' state (connections checked out, idle, overflow, requests waiting for one) and,
+    with replicas, what their monitors last found, as detail."""
     db: Database = request.app.state.db
     try:
         with anyio.fail_after(READY_TIMEOUT):
@@ -61,6 +78,16 @@ async def readyz(request: Request) -> Health | JSONResponse:
     except Exception as error:
         body = NotReady(status="unavailable", reason=describe(error, db))
         return JSONResponse(body.model_dump(), status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    pools = {
+        flavour: Pool(
+            size=pool.size,
+            checked_out=pool.checked_out,
+            idle=pool.idle,
+            overflow=pool.overflow,
+            waiters=pool.waiters,
+        )
+        for flavour, pool in db.stats().pools.items()
+    }
     replicas = [
         ReplicaHealth(
             name=replica.name,
@@ -70,7 +97,7 @@ async def readyz(request: Request) -> Health | JSONResponse:
         )
         for replica in db.replica_status()
     ]
-    return Health(status="ok", replicas=replicas or None)
+    return Ready(status="ok", pools=pools, replicas=replicas)
 
 
 def describe(error: Exception, db: Database) -> str:

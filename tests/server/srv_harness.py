@@ -155,6 +155,14 @@ PROFILES: dict[str, dict[str, str]] = {
         "DATABASE_MAX_OVERFLOW": "0",
         "DATABASE_POOL_TIMEOUT": "120",
     },
+    # G1: metrics under load; more concurrent requests than connections.
+    "metrics": {
+        "DATABASE_POOL_SIZE": "3",
+        "DATABASE_MAX_OVERFLOW": "0",
+        "DATABASE_POOL_TIMEOUT": "30",
+        "DATABASE_PROMETHEUS": "true",
+        "DATABASE_QUERY_STATS": "true",
+    },
     # B2: an exhausted pool must answer 503 quickly.
     "short_wait": {
         "DATABASE_POOL_SIZE": "2",

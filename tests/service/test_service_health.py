@@ -16,7 +16,12 @@ from .conftest import make_settings
 
 def test_healthz_and_readyz_answer_ok(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ok"
+    # The detail shows the pool: the readiness check's connection is back, idle.
+    pool = ready["pools"]["async"]
+    assert (pool["checked_out"], pool["waiters"]) == (0, 0)
+    assert pool["idle"] >= 1
 
 
 def _closed_port() -> int:

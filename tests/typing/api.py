@@ -14,10 +14,14 @@ from typing_extensions import assert_type
 from sessionscope import (
     AsyncDbSession,
     Database,
+    DatabaseStats,
     DbSession,
+    PoolStats,
+    QueryStats,
     ReplicaStatus,
     Transaction,
     after_commit,
+    query_stats,
     unit_of_work,
 )
 from sessionscope.pagination import InvalidCursorError, Page, PageRequest, Paginator
@@ -25,6 +29,7 @@ from sessionscope.pagination import InvalidCursorError, Page, PageRequest, Pagin
 db = Database.from_env()
 reports = Database("postgresql+asyncpg://reports@127.0.0.1/reports", name="reports", pool_size=2)
 tuned = Database.from_env(pool_timeout=2.0, commit_policy="below_500", ping_after_idle=None)
+observed = Database.from_env(server_timing=True, query_budget=20, slow_query_threshold=0.25)
 
 
 def misconfigured() -> None:
@@ -165,3 +170,23 @@ async def retried() -> None:
     async for async_attempt in db.transaction(retries=2):
         async with async_attempt as async_session:
             assert_type(async_session, AsyncSession)
+
+
+def health() -> dict[str, int]:
+    stats = db.stats()
+    assert_type(stats, DatabaseStats)
+    pool = stats.pools["async"]
+    assert_type(pool, PoolStats)
+    route = stats.route("GET", "/items/{item_id}")
+    held = route.hold.sum if route is not None else 0.0
+    assert_type(held, float)
+    return {"checked_out": pool.checked_out, "waiters": pool.waiters}
+
+
+def accounting() -> int:
+    found = query_stats()
+    assert_type(found, QueryStats | None)
+    return found.statements if found is not None else 0
+
+
+budgeted = unit_of_work(query_budget=200)

@@ -226,6 +226,23 @@ async def debug_pool() -> dict[str, Any]:
     }
 
 
+@app.get("/debug/stats")
+async def debug_stats() -> dict[str, Any]:
+    """`Database.stats` of this app, as JSON."""
+    stats = db.stats()
+    return {
+        "pools": {flavour: vars(pool) for flavour, pool in stats.pools.items()},
+        "commits": stats.commits,
+        "rollbacks": stats.rollbacks,
+    }
+
+
+if db.config.prometheus:
+    from prometheus_client import make_asgi_app
+
+    app.mount("/metrics", make_asgi_app())
+
+
 @app.get("/debug/flushed")
 async def debug_flushed() -> list[str]:
     return flushed_names
