@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 from sessionscope import Database, DbSession, query_stats, unit_of_work
 
+# --8<-- [start:configured]
 db = Database.from_env(
     server_timing=True,  # Server-Timing: db;dur=...;desc="N queries"
     query_budget=10,  # warn when a request runs more than 10 statements
@@ -22,6 +23,7 @@ db = Database.from_env(
 )
 app = FastAPI(lifespan=db.lifespan)
 app.mount("/metrics", make_asgi_app())
+# --8<-- [end:configured]
 
 
 class Base(DeclarativeBase):
@@ -61,12 +63,14 @@ def authors(session: DbSession) -> list[AuthorOut]:
     return [AuthorOut(name=a.name, books=[b.title for b in a.books]) for a in authors]
 
 
+# --8<-- [start:route_budget]
 @app.get("/authors/export", dependencies=[unit_of_work(query_budget=1000)])
 def export(session: DbSession) -> dict[str, int]:
     """A route known to run many statements sets its own budget."""
     count = sum(len(a.books) for a in session.scalars(select(Author)))
     stats = query_stats()  # this request's statements so far
     return {"books": count, "statements": stats.statements if stats else 0}
+    # --8<-- [end:route_budget]
 
 
 @app.get("/report")

@@ -23,6 +23,7 @@ provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
 trace.set_tracer_provider(provider)
 
+# --8<-- [start:route_budget]
 db = Database.from_env(opentelemetry=True)
 
 
@@ -38,6 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             yield
         finally:
             SQLAlchemyInstrumentor().uninstrument()
+
+
+# --8<-- [end:route_budget]
 
 
 app = FastAPI(lifespan=lifespan)
