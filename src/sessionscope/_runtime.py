@@ -243,13 +243,21 @@ class Runtime:
         if error is not None:
             raise MissingDriverError(str(error))
 
+    def _replica_engine(self, unit: UnitNeeds, flavour: Flavour) -> Engine | AsyncEngine | None:
+        """The engine of a replica that may serve ``unit`` (noted on it), if any."""
+        if self._replicas is None or unit.mode != "readonly" or unit.primary:
+            return None
+        chosen = self._replicas.pick(flavour, unit.min_lsn)
+        if chosen is None:
+            return None
+        unit.replica = chosen[0]
+        return chosen[1]
+
     def bind_for(self, unit: UnitNeeds) -> Engine:
-        if self._replicas is not None and unit.mode == "readonly" and not unit.primary:
-            chosen = self._replicas.pick("sync", unit.min_lsn)
-            if chosen is not None:
-                unit.replica = chosen[0]
-                assert isinstance(chosen[1], Engine)
-                return chosen[1]
+        replica = self._replica_engine(unit, "sync")
+        if replica is not None:
+            assert isinstance(replica, Engine)
+            return replica
         key = _bind_key(unit)
         bind = self._sync_binds.get(key)
         if bind is None:
@@ -259,12 +267,10 @@ class Runtime:
         return bind
 
     def async_bind_for(self, unit: UnitNeeds) -> AsyncEngine:
-        if self._replicas is not None and unit.mode == "readonly" and not unit.primary:
-            chosen = self._replicas.pick("async", unit.min_lsn)
-            if chosen is not None:
-                unit.replica = chosen[0]
-                assert isinstance(chosen[1], AsyncEngine)
-                return chosen[1]
+        replica = self._replica_engine(unit, "async")
+        if replica is not None:
+            assert isinstance(replica, AsyncEngine)
+            return replica
         key = _bind_key(unit)
         bind = self._async_binds.get(key)
         if bind is None:
@@ -405,17 +411,9 @@ class Runtime:
 
     async def stop(self) -> None:
         """Dispose of the engines: close every pooled connection."""
-        self.started = False
-        if self._replicas is not None:
-            replicas, self._replicas = self._replicas, ReplicaSet(self._config)
+        replicas, sync_engine, async_engine = self._detach()
+        if replicas is not None:
             await replicas.stop()
-        self._stop_exporters()
-        self.observer.unwatch()
-        with self._lock:
-            sync_engine, self._sync_engine = self._sync_engine, None
-            async_engine, self._async_engine = self._async_engine, None
-            self._sync_binds = {}
-            self._async_binds = {}
         if async_engine is not None:
             await async_engine.dispose()
         if sync_engine is not None:
@@ -423,10 +421,21 @@ class Runtime:
 
     def stop_sync(self) -> None:
         """`stop` for code without an event loop (scripts)."""
-        self.started = False
-        if self._replicas is not None:
-            replicas, self._replicas = self._replicas, ReplicaSet(self._config)
+        replicas, sync_engine, async_engine = self._detach()
+        if replicas is not None:
             replicas.stop_sync()
+        if sync_engine is not None:
+            sync_engine.dispose()
+        if async_engine is not None:
+            # Async connections belong to a loop that is gone: drop them without I/O.
+            async_engine.sync_engine.dispose(close=False)
+
+    def _detach(self) -> tuple[ReplicaSet | None, Engine | None, AsyncEngine | None]:
+        """Mark the runtime stopped and take its engines (and replicas) for disposal."""
+        self.started = False
+        replicas = self._replicas
+        if replicas is not None:
+            self._replicas = ReplicaSet(self._config)
         self._stop_exporters()
         self.observer.unwatch()
         with self._lock:
@@ -434,11 +443,7 @@ class Runtime:
             async_engine, self._async_engine = self._async_engine, None
             self._sync_binds = {}
             self._async_binds = {}
-        if sync_engine is not None:
-            sync_engine.dispose()
-        if async_engine is not None:
-            # Async connections belong to a loop that is gone: drop them without I/O.
-            async_engine.sync_engine.dispose(close=False)
+        return replicas, sync_engine, async_engine
 
     def after_fork(self) -> None:
         if self._replicas is not None:
