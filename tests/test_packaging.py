@@ -68,6 +68,8 @@ def test_the_metadata_declares_the_license_and_runtime_extras_only(wheel: Path) 
         "testing",
         "cli",
         "sqlmodel",
+        "prometheus",
+        "otel",
         "demo",
     }
     required = {
