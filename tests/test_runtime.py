@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -130,6 +131,19 @@ def test_an_unreachable_async_flavour_stops_startup(tmp_path: Path) -> None:
         pass
     assert "127.0.0.1:9" in str(caught.value)
     assert "s3cr3t-pw" not in str(caught.value)
+
+
+def test_a_failed_start_up_leaves_no_connection_open(tmp_path: Path) -> None:
+    # The sync flavour answers its check (a connection goes to its pool), the async one does
+    # not: the runtime that never started disposes of what it opened.
+    db = Database(
+        f"sqlite:///{tmp_path / 'half.db'}",
+        async_url="postgresql+asyncpg://app:pw@127.0.0.1:9/app",
+    )
+    with pytest.raises(DatabaseUnavailableError):
+        anyio.run(db.startup)
+    assert _pooled(db.sync_engine) == 0
+    db.close()
 
 
 def test_a_misspelt_option_names_the_valid_ones() -> None:

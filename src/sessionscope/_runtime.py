@@ -327,7 +327,10 @@ class Runtime:
         try:
             await self._start_engines(needed, check)
         except BaseException:
-            self._stop_exporters()
+            # A check that fails after another engine connected (the sync one answers, the
+            # async one does not): nothing of a runtime that never started stays open.
+            with anyio.CancelScope(shield=True):
+                await self.stop()
             raise
         self.started = True
 

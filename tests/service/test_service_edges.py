@@ -106,7 +106,7 @@ MALFORMED_BODIES = {
     "control character": USER.replace(b'"M"', b'"M\x01"'),
     "raw newline in a string": USER.replace(b'"M"', b'"M\nN"'),
     "invalid UTF-8": USER.replace(b'"M"', b'"\xff\xfe"'),
-    "deep nesting": b"[" * 5_000 + b"]" * 5_000,
+    "deep nesting": b"[" * 20_000 + b"]" * 20_000,  # past every Python's recursion limit
     "single quotes": USER.replace(b'"', b"'"),
 }
 
