@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_observability_capture_shows_each_feature(tmp_path: Path) -> None:
     )
     out = result.stdout
     assert "query budget exceeded on GET /authors/n-plus-one: 14 statements (budget 10); " in out
-    assert "sent 12 times: SELECT books.id, books.author_id, books.title FROM books WHERE ?" in out
+    # The statement as SQLAlchemy renders it (column labels vary between its releases).
+    assert re.search(r"sent 12 times: SELECT books\.id\b.* FROM books WHERE ", out), out
     assert "server-timing: db;dur=0." in out
     assert 'desc="3 queries"' in out
     assert "slow query: " in out
