@@ -68,6 +68,9 @@ OBSERVED_ENV = (
 STACKS = (
     Stack("sessionscope", "items_app", "core", "async", sessionscope=True),
     Stack("sessionscope-sync", "items_sessionscope_sync", "core", "async", sessionscope=True),
+    Stack("ceiling", "items_ceiling", "core", "async"),
+    Stack("ceiling-sync", "items_ceiling_sync", "core", "async"),
+    Stack("fastpath", "items_fastpath", "core", "async", postgres_only=True, sessionscope=True),
     Stack(
         "sessionscope-observed", "items_app", "core", "async", sessionscope=True, env=OBSERVED_ENV
     ),
