@@ -320,9 +320,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300, help="measured, per endpoint")
     parser.add_argument("--warmup", type=int, default=200, help="requests per endpoint before")
     parser.add_argument("--compare", default="ceiling", help="the stack ratios are taken to")
-    parser.add_argument(
-        "--output", default=str(harness.HERE / ".results" / "instructions.json")
-    )
+    parser.add_argument("--output", default=str(harness.HERE / ".results" / "instructions.json"))
     args = parser.parse_args()
     if args.stacks and not set(args.stacks) <= set(names):
         parser.error(f"unknown stacks {sorted(set(args.stacks) - set(names))}")
@@ -367,9 +365,7 @@ def summarise(
         for endpoint, row in endpoints.items():
             base = measured.get(compare, {}).get(endpoint)
             ratio = (
-                row["instructions_per_request"] / base["instructions_per_request"]
-                if base
-                else None
+                row["instructions_per_request"] / base["instructions_per_request"] if base else None
             )
             rows.append(
                 {

@@ -18,6 +18,7 @@ import logging
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import _dependencies
 from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY
 from ._observe import with_server_timing
@@ -60,6 +61,10 @@ class UnitOfWorkBoundary:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not _dependencies.retries_declared:
+            # No route can run again: nothing to keep for a re-run.
+            await self._run_once(scope, receive, send, 0)
             return
         # A route with unit_of_work(retries=N) may run again: keep what it needs for that, the
         # scope as it came in and the body messages it read.

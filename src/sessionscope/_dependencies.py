@@ -42,6 +42,10 @@ _NOT_ATTACHED = (
 
 _endpoint_is_async: dict[Any, bool] = {}
 
+retries_declared = False
+"""Whether any route declared ``unit_of_work(retries=N)``: until one does, no request can run
+again, and the request boundary keeps nothing for a re-run."""
+
 
 class Attached(Protocol):
     """What the dependencies need of a `Database`: the key of its unit in a request's scope."""
@@ -209,6 +213,9 @@ def unit_of_work(
     check_isolation(isolation)
     timeout = check_statement_timeout(statement_timeout)
     check_retries(retries)
+    if retries:
+        global retries_declared
+        retries_declared = True
     if retries and keep_for_stream:
         raise ConfigurationError(
             "unit_of_work(retries=...) cannot be combined with keep_for_stream=True: a kept "

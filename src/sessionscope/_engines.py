@@ -17,7 +17,6 @@ from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
 from ._pgbouncer import pgbouncer_connect_args
 from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
-from ._tuning import install_statement_timeout
 from ._urls import DRIVER_PAIRS, missing_driver_message, normalize_url
 
 _ASYNC_DRIVERS = frozenset({"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"})
@@ -215,7 +214,6 @@ def _install_hooks(engine: Engine, config: DatabaseConfig, url: URL) -> None:
         _install_sqlite_recipe(engine, config, memory=is_sqlite_memory(url))
     if config.ping_after_idle:
         _install_idle_ping(engine, config.ping_after_idle)
-    install_statement_timeout(engine, url.get_backend_name())
 
 
 def _install_sqlite_recipe(engine: Engine, config: DatabaseConfig, *, memory: bool) -> None:

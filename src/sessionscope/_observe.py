@@ -148,6 +148,9 @@ class Observer:
             or config.opentelemetry
         )
         self.observes = config.metrics or self.counts_statements
+        # The statement listeners find the request's observation through context variables;
+        # without them (metrics only) nothing reads those variables, and setting them costs.
+        self.listens = self.counts_statements or self.slow_threshold is not None
         self.tracer: Any = None
         self._engines: list[Engine] = []
         # Statements go to the observation of their database's unit (a request that uses two
@@ -159,7 +162,7 @@ class Observer:
 
     def watch(self, engine: Engine) -> None:
         """Listen to ``engine``'s statements, when a feature needs them."""
-        if not (self.counts_statements or self.slow_threshold is not None):
+        if not self.listens:
             return
         event.listen(engine, "before_cursor_execute", _before_cursor_execute)
         event.listen(engine, "after_cursor_execute", self._after_cursor_execute)
@@ -219,8 +222,9 @@ class Observer:
             from ._otel import start_unit_span
 
             observation.span = start_unit_span(self.tracer, observation)
-        self._current.set(observation)
-        current_observation.set(observation)
+        if self.listens:
+            self._current.set(observation)
+            current_observation.set(observation)
         return observation
 
     def end(self, observation: Observation, committed: bool, failed_status: int | None) -> None:

@@ -50,7 +50,12 @@ from ._observe import Observation, Observer
 from ._policy import BUSY_DETAIL
 from ._replicas import Replica, ReplicaSet, ReplicaStatus
 from ._stats import DatabaseStats, PoolStats, pool_stats
-from ._tuning import IsolationLevel, tuning_options
+from ._tuning import (
+    STATEMENT_TIMEOUT_OPTION,
+    IsolationLevel,
+    install_statement_timeout,
+    tuning_options,
+)
 from ._urls import describe_flavours
 
 logger = logging.getLogger("sessionscope")
@@ -474,8 +479,17 @@ def _with_options(engine: _E, url: URL, key: BindKey, *, pgbouncer: bool) -> _E:
         statement_timeout=statement_timeout,
         pgbouncer=pgbouncer,
     )
-    # An option copy shares the engine's pool and dialect.
-    return engine.execution_options(**options) if options else engine
+    if not options:
+        return engine
+    # An option copy shares the engine's pool and dialect. The statement timeout's listener
+    # goes on the copies that carry one: an engine with a connection-level listener makes
+    # SQLAlchemy dispatch events on every statement of every connection.
+    copy = engine.execution_options(**options)
+    if STATEMENT_TIMEOUT_OPTION in options:
+        install_statement_timeout(
+            copy.sync_engine if isinstance(copy, AsyncEngine) else copy, url.get_backend_name()
+        )
+    return copy
 
 
 def _ping(engine: Engine) -> None:

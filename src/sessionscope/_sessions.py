@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import Session
 
 from ._errors import ConcurrentSessionUseError, SessionClosedError, SessionScopeError
 
@@ -118,7 +118,7 @@ def _after_other_task(
         owner = self._sessionscope_owner
         if owner is None or owner is asyncio.current_task():
             return await method(self, *args, **kwargs)
-        async with ending(self):
+        async with _Ending(self):
             return await method(self, *args, **kwargs)
 
     guarded.__sessionscope_guarded__ = True  # type: ignore[attr-defined]
@@ -129,8 +129,41 @@ def ending(session: AsyncSession) -> contextlib.AbstractAsyncContextManager[None
     """Wait until no other task runs an operation on ``session``, and let none start one
     until the block ends: the block (a unit of work's commit and close) has it to itself."""
     if isinstance(session, ScopedAsyncSession):
-        return session._sessionscope_ending()
+        return _Ending(session)
     return contextlib.nullcontext()
+
+
+class _Ending:
+    """`ending` as a plain object: it runs at the end of every request's unit of work, where
+    a generator-based context manager would cost a generator and its wrapper each time."""
+
+    __slots__ = ("_closes", "_session")
+
+    def __init__(self, session: ScopedAsyncSession) -> None:
+        self._session = session
+        self._closes = False
+
+    async def __aenter__(self) -> None:
+        session = self._session
+        if session._sessionscope_closer is not None:
+            return
+        task = asyncio.current_task()
+        session._sessionscope_closer = task
+        self._closes = True
+        try:
+            while session._sessionscope_owner not in (None, task):
+                released = session._sessionscope_released
+                if released is None:
+                    released = asyncio.get_running_loop().create_future()
+                    session._sessionscope_released = released
+                await released
+        except BaseException:
+            session._sessionscope_closer = None
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._closes:
+            self._session._sessionscope_closer = None
 
 
 def guard_async_methods(cls: type[AsyncSession]) -> None:
@@ -155,24 +188,6 @@ class ScopedAsyncSession(AsyncSession):
     _sessionscope_closer: asyncio.Task[Any] | None = None
     _sessionscope_released: asyncio.Future[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def _sessionscope_ending(self) -> AsyncIterator[None]:
-        if self._sessionscope_closer is not None:
-            yield
-            return
-        task = asyncio.current_task()
-        self._sessionscope_closer = task
-        try:
-            while self._sessionscope_owner not in (None, task):
-                released = self._sessionscope_released
-                if released is None:
-                    released = asyncio.get_running_loop().create_future()
-                    self._sessionscope_released = released
-                await released
-            yield
-        finally:
-            self._sessionscope_closer = None
-
 
 guard_async_methods(ScopedAsyncSession)
 
@@ -185,18 +200,34 @@ _READONLY_REFUSAL = (
 
 
 class ReadOnlySession(ScopedSession):
-    """The session of a read-only unit of work: flushes and DML statements raise."""
+    """The session of a read-only unit of work: flushes and DML statements raise.
+
+    The statement check sits in the three methods that run statements, not in a
+    ``do_orm_execute`` listener: with a listener, SQLAlchemy builds an `ORMExecuteState`
+    for every statement of every read-only request, the ones that only read included."""
+
+    def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse_dml(statement)
+        return super().execute(statement, *args, **kwargs)
+
+    def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse_dml(statement)
+        return super().scalar(statement, *args, **kwargs)
+
+    def scalars(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse_dml(statement)
+        return super().scalars(statement, *args, **kwargs)
+
+
+def _refuse_dml(statement: Any) -> None:
+    # INSERT, UPDATE and DELETE constructs (ORM-enabled or not); text() is not inspected.
+    if getattr(statement, "is_dml", False):
+        raise SessionScopeError(_READONLY_REFUSAL)
 
 
 @event.listens_for(ReadOnlySession, "before_flush")
 def _refuse_flush(session: Session, _context: Any, _instances: Any) -> None:
     if session.new or session.dirty or session.deleted:
-        raise SessionScopeError(_READONLY_REFUSAL)
-
-
-@event.listens_for(ReadOnlySession, "do_orm_execute")
-def _refuse_dml(state: ORMExecuteState) -> None:
-    if state.is_insert or state.is_update or state.is_delete:
         raise SessionScopeError(_READONLY_REFUSAL)
 
 
