@@ -4,6 +4,7 @@ from ._config import DatabaseConfig, DatabaseOptions, DatabaseSettings
 from ._database import Database
 from ._dependencies import AsyncDbSession, DbSession, get_async_session, get_session, unit_of_work
 from ._discovery import database_of
+from ._driver import DriverConnection, DriverDependency, driver_connection, driver_dependency
 from ._errors import (
     BlockingSessionError,
     CommitFailedError,
@@ -48,6 +49,8 @@ __all__ = [
     "DatabaseStats",
     "DatabaseUnavailableError",
     "DbSession",
+    "DriverConnection",
+    "DriverDependency",
     "HistogramStats",
     "IsolationLevel",
     "ManualCommitWarning",
@@ -65,6 +68,8 @@ __all__ = [
     "Transaction",
     "after_commit",
     "database_of",
+    "driver_connection",
+    "driver_dependency",
     "get_async_session",
     "get_session",
     "query_stats",

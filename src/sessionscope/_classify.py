@@ -136,6 +136,10 @@ def classify(error: BaseException) -> FailureKind | None:
         return _classify_driver_error(error.orig)
     if isinstance(error, sa_exc.SQLAlchemyError):
         return "other"
+    if _package_of(type(error)) in ("asyncpg", "psycopg") and isinstance(error, Exception):
+        # Raised by the driver itself, unwrapped: a statement sent on the driver connection
+        # (the fast path).
+        return _classify_driver_error(error)
     if _is_network_error(error) and _raised_through_database_code(error):
         return "unavailable"
     return None

@@ -96,6 +96,12 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
     binder = unit.attachment.binder()
     if unit.ended:
         raise SessionClosedError(ENDED_REQUEST)
+    if unit.async_connection is not None:
+        raise SessionScopeError(
+            "this request runs on the driver connection (the fast path) and has no session; "
+            "a route that mixes ORM and driver statements asks for the session first and "
+            "gets the driver connection from it: `await driver_connection(session, kind)`"
+        )
     if (unit.async_session if flavour == "sync" else unit.sync_session) is not None:
         raise SessionScopeError(
             "this request already has a session of the other flavour (sync and async); "

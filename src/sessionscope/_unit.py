@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, AsyncTransaction
 from sqlalchemy.orm import Session
 
 from ._bookmarks import (
@@ -60,12 +60,16 @@ class UnitOfWork:
     __slots__ = (
         "_after_commit",
         "_ended_message",
+        "_nested",
         "_slot",
+        "async_connection",
         "async_session",
         "attachment",
         "binder",
         "bookmark",
         "config",
+        "driver",
+        "driver_proxy",
         "ended",
         "isolation",
         "keep_for_stream",
@@ -122,6 +126,12 @@ class UnitOfWork:
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None
+        self.async_connection: AsyncConnection | None = None
+        """The unit's connection when it runs on the driver (the fast path), not a session."""
+        self.driver: Any = None
+        """The driver's connection under `async_connection` (asyncpg's, psycopg's)."""
+        self.driver_proxy: Any = None
+        self._nested: AsyncTransaction | None = None
         self.ended = False
         self._after_commit: list[AfterCommit] | None = None
         self._slot: anyio.Semaphore | None = None
@@ -133,7 +143,15 @@ class UnitOfWork:
 
     @property
     def active(self) -> bool:
-        return self.sync_session is not None or self.async_session is not None
+        return (
+            self.sync_session is not None
+            or self.async_session is not None
+            or self.async_connection is not None
+        )
+
+    def ended_reason(self) -> str:
+        """Why the unit refuses further use."""
+        return self._ended_message or "this unit of work has ended"
 
     def add_after_commit(self, callback: AfterCommit) -> None:
         if self.ended:
@@ -187,6 +205,59 @@ class UnitOfWork:
         self.async_session = session
         return session
 
+    async def open_connection(self, binder: Binder, ended_message: str) -> None:
+        """Run the unit on a connection of its own, without a session (the fast path): the
+        driver's connection is `driver`, a proxy that refuses use after the end
+        `driver_proxy`."""
+        from ._driver import DriverConnection, _started_driver
+
+        self.binder = binder
+        self._ended_message = ended_message
+        bind = binder.async_bind_for(self)
+        if isinstance(bind, AsyncConnection):
+            # A test's outer transaction: the unit's work goes in a SAVEPOINT inside it.
+            connection = bind
+            self._nested = await bind.begin_nested()
+        else:
+            connection = await bind.connect()
+        self.async_connection = connection
+        try:
+            sync_connection = connection.sync_connection
+            assert sync_connection is not None
+            options = sync_connection.get_execution_options()
+            if self._nested is None and options.get("isolation_level") != "AUTOCOMMIT":
+                await connection.begin()
+            self.driver = await _started_driver(connection)
+        except BaseException:
+            self.async_connection = None
+            with anyio.CancelScope(shield=True):
+                await self._end_connection(connection, commit=False)
+            raise
+        self.driver_proxy = DriverConnection(self.driver, self)
+
+    async def _end_connection(
+        self, connection: AsyncConnection, commit: bool
+    ) -> BaseException | None:
+        error: BaseException | None = None
+        nested, self._nested = self._nested, None
+        try:
+            transaction = nested if nested is not None else connection.get_transaction()
+            if transaction is not None and transaction.is_active:
+                if commit:
+                    try:
+                        await transaction.commit()
+                    except Exception as commit_error:
+                        error = commit_error
+                        if transaction.is_active:
+                            await transaction.rollback()
+                else:
+                    await transaction.rollback()
+        finally:
+            if nested is None:
+                # A connection of its own goes back to the pool (rolled back if still open).
+                await connection.close()
+        return error
+
     def _plain_sessions(self) -> bool:
         # Bookmarks are read by SQLAlchemy's session classes; SQLModel sessions go without.
         return self.config.session_class == "sqlalchemy"
@@ -219,6 +290,8 @@ class UnitOfWork:
             try:
                 if self.async_session is not None:
                     error = await self._end_async(self.async_session, send_commit)
+                elif self.async_connection is not None:
+                    error = await self._end_connection(self.async_connection, send_commit)
                 elif self.sync_session is not None:
                     limiter = self.binder.end_limiter if self.binder is not None else None
                     error = await anyio.to_thread.run_sync(

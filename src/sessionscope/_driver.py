@@ -1,0 +1,135 @@
+"""The fast path: statements on the unit of work's own driver connection (asyncpg, psycopg).
+
+A hot route that needs no ORM asks for the driver connection instead of a session. It is the
+connection of the request's unit of work, checked out through the same pool slot, with the
+options `connection_options` decided (read-only units run without a transaction on
+PostgreSQL, isolation level, statement timeout), inside the unit's transaction: the request
+boundary commits it before the response starts, rolls it back on an error or a 4xx, maps the
+driver's errors to 409 / 503 as it does SQLAlchemy's, and gives the connection back. What
+the route holds is a proxy of the driver's connection that refuses every use once the unit
+has ended.
+
+Without an ORM session the unit holds an `AsyncConnection`: no identity map, no flush, no
+session events. A route that has a session already gets the session's connection (same
+transaction), so ORM and driver statements can be mixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar, cast
+
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from starlette.requests import Request
+
+from ._dependencies import ENDED_REQUEST, Attached, _prepare, _unit_for
+from ._errors import ConfigurationError, SessionClosedError, SessionScopeError
+from ._sessions import ENDED_KEY
+from ._unit import UnitOfWork
+
+_D = TypeVar("_D")
+
+
+class DriverConnection(Generic[_D]):
+    """The driver's connection of a unit of work, refusing use after the unit ended.
+
+    Attribute access is forwarded to the driver's connection (``fetchrow``, ``execute``,
+    ``cursor``...) while the unit runs; afterwards every access raises `SessionClosedError`.
+    `driver_connection` and `DriverDependency` hand it out typed as the driver's class.
+    """
+
+    __slots__ = ("_sessionscope_driver", "_sessionscope_unit")
+
+    def __init__(self, driver: _D, unit: UnitOfWork) -> None:
+        self._sessionscope_driver = driver
+        self._sessionscope_unit = unit
+
+    def __getattr__(self, name: str) -> Any:
+        unit = self._sessionscope_unit
+        if unit.ended:
+            raise SessionClosedError(unit.ended_reason())
+        return getattr(self._sessionscope_driver, name)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._sessionscope_unit.ended else "active"
+        return f"<DriverConnection of {self._sessionscope_driver!r} ({state})>"
+
+
+def _check_kind(driver: object, kind: type[_D]) -> None:
+    if not isinstance(driver, kind):
+        raise ConfigurationError(
+            f"the unit of work runs on a {type(driver).__module__}.{type(driver).__name__} "
+            f"connection, not a {kind.__module__}.{kind.__qualname__}: ask for the class of "
+            "the driver the database URL names (asyncpg.Connection for postgresql+asyncpg, "
+            "psycopg.AsyncConnection for postgresql+psycopg)"
+        )
+
+
+async def _started_driver(connection: AsyncConnection) -> Any:
+    """The driver connection under ``connection``, its transaction started if it has one."""
+    raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if connection.in_transaction() and getattr(adapted, "_transaction", False) is None:
+        # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; statements sent
+        # to the driver directly must run inside it, so BEGIN goes now (with the unit's
+        # isolation level and read-only flag, as the adapter would).
+        await adapted._start_transaction()
+    return raw.driver_connection
+
+
+async def driver_connection(session: AsyncSession, kind: type[_D]) -> _D:
+    """The driver connection (an instance of ``kind``) of ``session``'s unit of work, inside
+    its transaction: for a route or a ``db.transaction()`` block that mixes ORM and driver
+    statements. Refused once the unit has ended.
+
+    ``kind`` is the driver's connection class, ``asyncpg.Connection`` or
+    ``psycopg.AsyncConnection``; the result is typed as it.
+    """
+    unit: UnitOfWork | None = session.sync_session.info.get("sessionscope.unit")
+    if unit is None:
+        raise SessionScopeError(
+            "driver_connection() needs a sessionscope session (AsyncDbSession or "
+            "`async with db.transaction() as session`)"
+        )
+    if session.sync_session.info.get(ENDED_KEY) or unit.ended:
+        raise SessionClosedError(unit.ended_reason())
+    connection = await session.connection()
+    driver = await _started_driver(connection)
+    _check_kind(driver, kind)
+    return cast(_D, DriverConnection(driver, unit))
+
+
+async def request_driver(request: Request, database: Attached | None, kind: type[Any]) -> Any:
+    unit = _unit_for(request.scope, database)
+    if unit.async_session is not None:
+        return await driver_connection(unit.async_session, kind)
+    if unit.driver is None:
+        binder = await _prepare(unit, "async", request.scope)
+        await unit.open_connection(binder, ENDED_REQUEST)
+    assert unit.driver is not None
+    _check_kind(unit.driver, kind)
+    return unit.driver_proxy
+
+
+class DriverDependency(Generic[_D]):
+    """FastAPI dependency: the request's driver connection, of the class ``kind``::
+
+        Pg = Annotated[asyncpg.Connection, Depends(DriverDependency(asyncpg.Connection))]
+
+        @app.get("/items/{item_id}", dependencies=[unit_of_work(readonly=True)])
+        async def read_item(item_id: int, connection: Pg) -> dict[str, Any]: ...
+
+    ``database``: the database whose unit it is (default: the app's first).
+    """
+
+    def __init__(self, kind: type[_D], *, database: Attached | None = None) -> None:
+        self.kind = kind
+        self.database = database
+
+    async def __call__(self, request: Request) -> _D:
+        return cast(_D, await request_driver(request, self.database, self.kind))
+
+
+def driver_dependency(kind: type[_D], *, database: Attached | None = None) -> Any:
+    """``Depends(DriverDependency(kind))``, for ``Annotated[kind, driver_dependency(kind)]``."""
+    return Depends(DriverDependency(kind, database=database))
