@@ -3,8 +3,8 @@ asyncpg (or psycopg) connection, no ORM session, the same guarantees (commit bef
 response, rollback on an error, the pool slot, 409/503 for database errors).
 
 Same contract as ``items_app``: configured only by ``DATABASE_URL`` (a PostgreSQL URL; the
-fast path runs on asyncpg, or on psycopg when ``DATABASE_ASYNC_URL`` names it), run from this folder with ``uvicorn items_fastpath:app``, the
-table created at start-up when it is missing.
+fast path runs on asyncpg, or on psycopg when ``DATABASE_ASYNC_URL`` names it), run from
+this folder with ``uvicorn items_fastpath:app``, the table created at start-up when missing.
 """
 
 from __future__ import annotations

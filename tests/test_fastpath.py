@@ -192,7 +192,7 @@ def test_driver_connection_is_refused_after_the_end(served: Any, sync_url: str) 
     assert client.post("/items/d").status_code == 200
     assert isinstance(kept["connection"], DriverConnection)
     with pytest.raises(SessionClosedError):
-        kept["connection"].execute
+        _ = kept["connection"].execute
     assert client.post("/later/e").status_code == 200
     assert isinstance(kept["late"], SessionClosedError)
     assert names(sync_url) == ["d"]
