@@ -415,3 +415,20 @@ def test_a_session_that_fails_to_open_gives_its_connection_slot_back(tmp_path: P
 
     with TestClient(app, raise_server_exceptions=False) as client:
         assert [client.get("/").status_code for _ in range(3)] == [500, 500, 500]
+
+
+def test_route_options_are_applied_without_a_dependency_per_request(database_url: str) -> None:
+    db = Database(database_url, pool_size=2, max_overflow=0)
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.post("/readonly", dependencies=[unit_of_work(readonly=True)])
+    def write_in_readonly(session: DbSession) -> None:
+        session.add(Item(name="refused"))
+        session.flush()
+
+    route = next(r for r in app.routes if getattr(r, "path", None) == "/readonly")
+    before = len(route.dependant.dependencies)  # type: ignore[attr-defined]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        # Taken out of FastAPI's per-request dependencies at start-up, still in force.
+        assert len(route.dependant.dependencies) == before - 1  # type: ignore[attr-defined]
+        assert client.post("/readonly").status_code == 500

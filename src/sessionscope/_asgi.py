@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _dependencies
 from ._bookmarks import presented_bookmark
-from ._dependencies import DEFAULT_SCOPE_KEY
+from ._dependencies import DEFAULT_SCOPE_KEY, apply_route_options
 from ._observe import with_server_timing
 from ._policy import http_error_for, should_commit
 from ._retry import backoff_delay, is_retryable, is_statement_timeout, log_retry
@@ -147,6 +147,7 @@ class UnitOfWorkBoundary:
             if not unit.ended:
                 kind = message["type"]
                 if kind == "http.response.start":
+                    apply_route_options(unit, scope)
                     if not unit.keep_for_stream:
                         await _end_or_raise(unit, message["status"])
                         if config.server_timing and unit.observation is not None:
@@ -180,6 +181,7 @@ class UnitOfWorkBoundary:
                 raise failed.error from None
             raise http_error from failed.error
         except BaseException as error:
+            apply_route_options(unit, scope)
             await unit.end(commit=False)
             if not started and isinstance(error, Exception):
                 if _may_run_again(unit, error, attempt, scope):

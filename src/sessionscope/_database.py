@@ -22,7 +22,7 @@ from typing_extensions import Unpack
 
 from ._asgi import UnitOfWorkBoundary
 from ._config import DatabaseConfig, DatabaseOptions
-from ._dependencies import request_async_session, request_sync_session
+from ._dependencies import hoist_route_options, request_async_session, request_sync_session
 from ._engines import mask_url
 from ._env import config_from_env
 from ._errors import ConfigurationError
@@ -190,6 +190,7 @@ class Database:
         enter it inside yours: ``async with db.lifespan(app): yield``.
         """
         attachment = self.attach(app)
+        hoist_route_options(app)
         runtime = Runtime(self._config, name=self.name, observations=self._observations)
         # Under a test binding every unit runs on the test's connection: connecting here
         # would only cost time. The engines are still made if a request comes after it.

@@ -93,6 +93,7 @@ async def _prepare(unit: UnitOfWork, flavour: Literal["sync", "async"], scope: S
     """Checks and the wait for a connection slot, before a request's session is created;
     returns where the session runs."""
     assert unit.attachment is not None
+    apply_route_options(unit, scope)
     binder = unit.attachment.binder()
     if unit.ended:
         raise SessionClosedError(ENDED_REQUEST)
@@ -231,8 +232,7 @@ def unit_of_work(
     if query_budget is not None and query_budget < 0:
         raise ConfigurationError(f"query_budget must be None or >= 0, got {query_budget}")
 
-    async def configure_unit_of_work(request: Request) -> None:
-        unit = _unit_for(request.scope, database)
+    def configure(unit: UnitOfWork) -> None:
         if retries:
             unit.retries = retries
         if tuned:
@@ -261,4 +261,52 @@ def unit_of_work(
                 )
             unit.mode = mode
 
+    async def configure_unit_of_work(request: Request) -> None:
+        configure(_unit_for(request.scope, database))
+
+    # Read by `hoist_route_options`: the options of a route's own dependencies are applied
+    # without FastAPI solving a dependency on every request.
+    configure_unit_of_work.sessionscope_options = (database, configure)  # type: ignore[attr-defined]
     return Depends(configure_unit_of_work)
+
+
+_ROUTE_OPTIONS = "_sessionscope_unit_options"
+
+
+def hoist_route_options(app: Any) -> None:
+    """Take the `unit_of_work` dependencies out of each route's own dependencies: the request
+    boundary and the session dependencies apply them (`apply_route_options`) from the matched
+    route, the same options before the session opens, at a fraction of the cost of a FastAPI
+    dependency. Those declared elsewhere (inside another dependency) stay dependencies."""
+    for route in getattr(app, "routes", ()):
+        dependant = getattr(route, "dependant", None)
+        dependencies = getattr(dependant, "dependencies", None)
+        if not isinstance(dependencies, list):
+            continue
+        hoisted = [
+            options
+            for sub in dependencies
+            if (options := getattr(sub.call, "sessionscope_options", None)) is not None
+        ]
+        if not hoisted:
+            continue
+        dependencies[:] = [
+            sub for sub in dependencies if getattr(sub.call, "sessionscope_options", None) is None
+        ]
+        setattr(route, _ROUTE_OPTIONS, (*getattr(route, _ROUTE_OPTIONS, ()), *hoisted))
+
+
+def apply_route_options(unit: UnitOfWork, scope: Scope) -> None:
+    """Apply, once, the hoisted `unit_of_work` options of the request's route to ``unit``."""
+    if unit.route_options_applied:
+        return
+    unit.route_options_applied = True
+    hoisted = getattr(scope.get("route"), _ROUTE_OPTIONS, None)
+    if not hoisted:
+        return
+    attachment = unit.attachment
+    for database, configure in hoisted:
+        if attachment is None or (
+            attachment.default if database is None else database.scope_key == attachment.scope_key
+        ):
+            configure(unit)

@@ -16,6 +16,7 @@ transaction), so ORM and driver statements can be mixed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, cast
 
 from fastapi import Depends
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from ._dependencies import ENDED_REQUEST, Attached, _prepare, _unit_for
 from ._errors import ConfigurationError, SessionClosedError, SessionScopeError
 from ._sessions import ENDED_KEY
+from ._tuning import STATEMENT_TIMEOUT_OPTION, set_local_statement_timeout
 from ._unit import UnitOfWork
 
 _D = TypeVar("_D")
@@ -65,16 +67,59 @@ def _check_kind(driver: object, kind: type[_D]) -> None:
         )
 
 
-async def _started_driver(connection: AsyncConnection) -> Any:
-    """The driver connection under ``connection``, its transaction started if it has one."""
+_ASYNCPG_LEVELS = {
+    "READ COMMITTED": "read_committed",
+    "READ UNCOMMITTED": "read_uncommitted",
+    "REPEATABLE READ": "repeatable_read",
+    "SERIALIZABLE": "serializable",
+}
+
+
+def _is_asyncpg(driver: object) -> bool:
+    return type(driver).__module__.partition(".")[0] == "asyncpg"
+
+
+def _options(connection: AsyncConnection) -> Mapping[str, Any]:
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None
+    return sync_connection.get_execution_options()
+
+
+async def begin_on_driver(connection: AsyncConnection, *, in_savepoint: bool) -> tuple[Any, Any]:
+    """The driver connection under ``connection`` and, on asyncpg, the driver transaction
+    begun for the unit (``None``: none, or SQLAlchemy's, which the unit ends).
+
+    The connection's execution options, set by `connection_options`, decide: AUTOCOMMIT (a
+    read-only unit on PostgreSQL) runs without a transaction; otherwise the transaction has
+    the unit's isolation level, read-only flag and statement timeout.
+    """
     raw = await connection.get_raw_connection()
-    adapted: Any = raw.dbapi_connection
-    if connection.in_transaction() and getattr(adapted, "_transaction", False) is None:
-        # SQLAlchemy's asyncpg adapter sends BEGIN with its first statement; statements sent
-        # to the driver directly must run inside it, so BEGIN goes now (with the unit's
-        # isolation level and read-only flag, as the adapter would).
-        await adapted._start_transaction()
-    return raw.driver_connection
+    driver: Any = raw.driver_connection
+    options = _options(connection)
+    level = options.get("isolation_level")
+    if in_savepoint or level == "AUTOCOMMIT":
+        return driver, None
+    if _is_asyncpg(driver):
+        # SQLAlchemy's asyncpg adapter would send BEGIN only with its own first statement:
+        # the unit begins asyncpg's transaction itself, and ends it (`UnitOfWork.end`).
+        transaction = driver.transaction(
+            isolation=_ASYNCPG_LEVELS.get(level) if isinstance(level, str) else None,
+            readonly=bool(options.get("postgresql_readonly")),
+            deferrable=bool(options.get("postgresql_deferrable")),
+        )
+        await transaction.start()
+        seconds = options.get(STATEMENT_TIMEOUT_OPTION)
+        if seconds:
+            try:
+                await driver.execute(set_local_statement_timeout(seconds))
+            except BaseException:
+                await transaction.rollback()
+                raise
+        return driver, transaction
+    # psycopg begins with the first statement; SQLAlchemy's begin runs the "begin" listener
+    # that sets the statement timeout, and its commit and rollback end psycopg's transaction.
+    await connection.begin()
+    return driver, None
 
 
 async def driver_connection(session: AsyncSession, kind: type[_D]) -> _D:
@@ -94,7 +139,16 @@ async def driver_connection(session: AsyncSession, kind: type[_D]) -> _D:
     if session.sync_session.info.get(ENDED_KEY) or unit.ended:
         raise SessionClosedError(unit.ended_reason())
     connection = await session.connection()
-    driver = await _started_driver(connection)
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if (
+        _is_asyncpg(driver)
+        and not driver.is_in_transaction()
+        and _options(connection).get("isolation_level") != "AUTOCOMMIT"
+    ):
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the session's first statement, and
+        # ends that transaction itself: a statement through it starts it.
+        await connection.exec_driver_sql("SELECT 1")
     _check_kind(driver, kind)
     return cast(_D, DriverConnection(driver, unit))
 

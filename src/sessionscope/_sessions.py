@@ -148,7 +148,7 @@ class _Ending:
         if session._sessionscope_closer is not None:
             return
         task = asyncio.current_task()
-        session._sessionscope_closer = task
+        session._sessionscope_set_closer(task)
         self._closes = True
         try:
             while session._sessionscope_owner not in (None, task):
@@ -158,12 +158,12 @@ class _Ending:
                     session._sessionscope_released = released
                 await released
         except BaseException:
-            session._sessionscope_closer = None
+            session._sessionscope_set_closer(None)
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._closes:
-            self._session._sessionscope_closer = None
+            self._session._sessionscope_set_closer(None)
 
 
 def guard_async_methods(cls: type[AsyncSession]) -> None:
@@ -187,6 +187,10 @@ class ScopedAsyncSession(AsyncSession):
     _sessionscope_owner: asyncio.Task[Any] | None = None
     _sessionscope_closer: asyncio.Task[Any] | None = None
     _sessionscope_released: asyncio.Future[None] | None = None
+
+    def _sessionscope_set_closer(self, task: asyncio.Task[Any] | None) -> None:
+        """Record the task ending the session (``None``: none); see `ending`."""
+        self._sessionscope_closer = task
 
 
 guard_async_methods(ScopedAsyncSession)

@@ -92,10 +92,14 @@ def install_statement_timeout(engine: Engine, backend: str) -> None:
 def _set_local_statement_timeout(connection: Connection) -> None:
     seconds = connection.get_execution_options().get(STATEMENT_TIMEOUT_OPTION)
     if seconds:
-        # SET LOCAL ends with the transaction: nothing leaks to the next user of the
-        # connection, with or without PgBouncer in between.
-        milliseconds = max(1, round(seconds * 1000))
-        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        connection.exec_driver_sql(set_local_statement_timeout(seconds))
+
+
+def set_local_statement_timeout(seconds: float) -> str:
+    """The PostgreSQL statement that limits the current transaction's statements."""
+    # SET LOCAL ends with the transaction: nothing leaks to the next user of the connection,
+    # with or without PgBouncer in between.
+    return f"SET LOCAL statement_timeout = {max(1, round(seconds * 1000))}"
 
 
 def _limit_mysql_statement(

@@ -59,6 +59,7 @@ class UnitOfWork:
 
     __slots__ = (
         "_after_commit",
+        "_driver_transaction",
         "_ended_message",
         "_nested",
         "_slot",
@@ -83,6 +84,7 @@ class UnitOfWork:
         "replica",
         "retries",
         "route",
+        "route_options_applied",
         "statement_timeout",
         "stream_status",
         "sync_session",
@@ -121,6 +123,7 @@ class UnitOfWork:
         self.statement_timeout: float | None = config.statement_timeout
         """Seconds each statement may run (``None``: no limit)."""
         self.retries = 0
+        self.route_options_applied = False
         """How many times a request's unit of work is re-run on a retryable error."""
         self.keep_for_stream = False
         self.stream_status: int | None = None
@@ -132,6 +135,7 @@ class UnitOfWork:
         """The driver's connection under `async_connection` (asyncpg's, psycopg's)."""
         self.driver_proxy: Any = None
         self._nested: AsyncTransaction | None = None
+        self._driver_transaction: Any = None
         self.ended = False
         self._after_commit: list[AfterCommit] | None = None
         self._slot: anyio.Semaphore | None = None
@@ -209,7 +213,7 @@ class UnitOfWork:
         """Run the unit on a connection of its own, without a session (the fast path): the
         driver's connection is `driver`, a proxy that refuses use after the end
         `driver_proxy`."""
-        from ._driver import DriverConnection, _started_driver
+        from ._driver import DriverConnection, begin_on_driver
 
         self.binder = binder
         self._ended_message = ended_message
@@ -222,12 +226,9 @@ class UnitOfWork:
             connection = await bind.connect()
         self.async_connection = connection
         try:
-            sync_connection = connection.sync_connection
-            assert sync_connection is not None
-            options = sync_connection.get_execution_options()
-            if self._nested is None and options.get("isolation_level") != "AUTOCOMMIT":
-                await connection.begin()
-            self.driver = await _started_driver(connection)
+            self.driver, self._driver_transaction = await begin_on_driver(
+                connection, in_savepoint=self._nested is not None
+            )
         except BaseException:
             self.async_connection = None
             with anyio.CancelScope(shield=True):
@@ -240,7 +241,22 @@ class UnitOfWork:
     ) -> BaseException | None:
         error: BaseException | None = None
         nested, self._nested = self._nested, None
+        driver_transaction, self._driver_transaction = self._driver_transaction, None
         try:
+            if driver_transaction is not None:
+                # asyncpg's own transaction (see `begin_on_driver`).
+                try:
+                    await (driver_transaction.commit() if commit else driver_transaction.rollback())
+                except Exception as end_error:
+                    if commit:
+                        error = end_error
+                    if self.driver.is_closed():
+                        await connection.invalidate()
+                    elif self.driver.is_in_transaction():
+                        await self.driver.execute("ROLLBACK")
+                    if not commit:
+                        raise
+                return error
             transaction = nested if nested is not None else connection.get_transaction()
             if transaction is not None and transaction.is_active:
                 if commit:
