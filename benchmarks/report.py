@@ -39,15 +39,22 @@ def main(path: Path) -> None:
         print(f"\n### {endpoint.upper()} at concurrency {connections}\n")
         print(
             "| stack | req/s | p50 ms | p99 ms | non-2xx | socket errors | timeouts "
-            "| app CPU µs/req | ratio to sessionscope |"
+            "| app CPU µs/req | ratio to sessionscope | instructions/req | ÷ ceiling "
+            "| round trips/req |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows:
+            instructions = row.get("instructions_per_request")
+            ratio = row.get("instructions_ratio_to_ceiling")
+            trips = row.get("round_trips_per_request")
             print(
                 f"| {row['stack']} | {row['requests_per_second']:.0f} | {row['p50_ms']:.1f} "
                 f"| {row['p99_ms']:.1f} | {row['non_2xx']} | {row['socket_errors']} "
                 f"| {row['timeouts']} | {row['cpu_us_per_request']} "
-                f"| {row['ratio_to_sessionscope'] or 0:.2f} |"
+                f"| {row['ratio_to_sessionscope'] or 0:.2f} "
+                f"| {'-' if instructions is None else f'{instructions / 1e6:.2f}M'} "
+                f"| {'-' if ratio is None else f'{ratio:.2f}'} "
+                f"| {'-' if trips is None else f'{trips:g}'} |"
             )
     print("\n### Targets\n")
     print("| cell | sessionscope ÷ fastest reference | sync ÷ seed | sessionscope ÷ bare asyncpg |")

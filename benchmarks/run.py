@@ -167,6 +167,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--output", default=str(harness.HERE / ".results" / "results.json"))
     parser.add_argument("--chart", default=None, help="write a PNG bar chart here")
+    parser.add_argument(
+        "--instructions",
+        default=str(harness.HERE / ".results" / "instructions.json"),
+        help="results of instructions.py, shown beside requests/s (skipped when missing)",
+    )
     args = parser.parse_args()
     known = {s.name for s in STACKS}
     if args.stacks and not set(args.stacks) <= known:
@@ -222,6 +227,7 @@ def database_version(target: Target) -> str:
 def summarise(
     runs: list[dict[str, Any]], stacks: list[Stack], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
+    work = load_instructions(Path(args.instructions))
     cells: dict[tuple[str, int, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         cells[(run["endpoint"], run["connections"], run["stack"])].append(run)
@@ -253,9 +259,33 @@ def summarise(
                         "timeouts": sum(r["timeouts"] for r in measured),
                         "ratio_to_sessionscope": round(rps / base_rps, 2) if base_rps else None,
                         "rounds": len(measured),
+                        **work.get((stack.name, endpoint), _NO_COUNTS),
                     }
                 )
     return summary
+
+
+_NO_COUNTS = {
+    "instructions_per_request": None,
+    "instructions_ratio_to_ceiling": None,
+    "round_trips_per_request": None,
+}
+
+
+def load_instructions(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Instructions and round trips per request from ``instructions.py``'s results, by
+    (stack, endpoint): machine-independent figures to read beside requests/s."""
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text())["results"]
+    return {
+        (row["stack"], row["endpoint"]): {
+            "instructions_per_request": row["instructions_per_request"],
+            "instructions_ratio_to_ceiling": row.get("ratio_to_ceiling"),
+            "round_trips_per_request": row["round_trips_per_request"],
+        }
+        for row in rows
+    }
 
 
 COLUMNS = (
@@ -270,6 +300,9 @@ COLUMNS = (
     ("t/o", "timeouts", ">5", ""),
     ("cpu us/req", "cpu_us_per_request", ">10", ""),
     ("ratio", "ratio_to_sessionscope", ">6", ".2f"),
+    ("Minstr/req", "instructions_per_request", ">10", ".3f"),
+    ("/ceiling", "instructions_ratio_to_ceiling", ">8", ".3f"),
+    ("trips", "round_trips_per_request", ">5", ".1f"),
 )
 
 
@@ -279,7 +312,11 @@ def print_summary(summary: list[dict[str, Any]], args: argparse.Namespace) -> No
     print(header)
     print("-" * len(header))
     for row in summary:
-        print(" ".join(f"{row[key] or 0:{align}{fmt}}" for _, key, align, fmt in COLUMNS))
+        shown = {
+            **row,
+            "instructions_per_request": (row.get("instructions_per_request") or 0) / 1e6,
+        }
+        print(" ".join(f"{shown.get(key) or 0:{align}{fmt}}" for _, key, align, fmt in COLUMNS))
     print_targets(summary)
 
 
@@ -296,7 +333,10 @@ def print_targets(summary: list[dict[str, Any]]) -> None:
     rps: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     for row in summary:
         rps[(row["endpoint"], row["connections"])][row["stack"]] = row["requests_per_second"]
-    print("\nsessionscope / fastest of handwritten-async and the integrations; sync / seed; / bare")
+    print(
+        "\nsessionscope / fastest of handwritten-async and the integrations; sync / seed; / bare;"
+        " fastpath / fastest reference; / ceiling"
+    )
     for (endpoint, connections), cell in sorted(rps.items()):
         ours = cell.get("sessionscope")
         references = {name: cell[name] for name in REFERENCE_STACKS if name in cell}
@@ -308,6 +348,11 @@ def print_targets(summary: list[dict[str, Any]]) -> None:
             parts.append(f"sync/seed {cell['sessionscope-sync'] / cell['seed-get_db']:.2f}x")
         if ours and cell.get("bare-asyncpg"):
             parts.append(f"of bare {ours / cell['bare-asyncpg']:.2f}x")
+        if cell.get("fastpath") and references:
+            best = max(references, key=references.__getitem__)
+            parts.append(f"fastpath {cell['fastpath'] / references[best]:.2f}x {best}")
+        if ours and cell.get("ceiling"):
+            parts.append(f"of ceiling {ours / cell['ceiling']:.2f}x")
         print(f"  {endpoint:4} c={connections:<4} " + "; ".join(parts))
 
 
