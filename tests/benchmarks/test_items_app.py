@@ -58,3 +58,42 @@ def test_post_commits_a_row_that_get_returns(items_app: ModuleType, database_fil
     with sqlite3.connect(database_file) as connection:
         rows = connection.execute("SELECT id, name, description FROM items").fetchall()
     assert rows == [(body["id"], "lamp", "brass")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("async_driver", ["asyncpg", "psycopg"])
+def test_fast_path_service_keeps_the_contract(
+    monkeypatch: pytest.MonkeyPatch, async_driver: str
+) -> None:
+    """``benchmarks/items_fastpath.py``: the same endpoints, answers and commit, on asyncpg
+    (``DATABASE_URL`` alone) and on psycopg (``DATABASE_ASYNC_URL`` naming it)."""
+    from sqlalchemy import create_engine, make_url
+
+    from tests.conftest import require_server
+
+    url = make_url(require_server("postgres"))
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS items")
+    monkeypatch.setenv(
+        "DATABASE_URL", url.set(drivername="postgresql+asyncpg").render_as_string(False)
+    )
+    if async_driver == "psycopg":
+        monkeypatch.setenv("DATABASE_ASYNC_URL", url.render_as_string(False))
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    for name in ("items_fastpath", "items_model"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    try:
+        module = importlib.import_module("items_fastpath")
+        body, get_status, missing_status = anyio.run(post_then_get, module.app)
+        assert body == {"id": body["id"], "name": "lamp", "description": "brass"}
+        assert (get_status, missing_status) == (200, 404)
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT id, name, description FROM items").all()
+        assert [tuple(row) for row in rows] == [(body["id"], "lamp", "brass")]
+    finally:
+        for name in ("items_fastpath", "items_model"):
+            sys.modules.pop(name, None)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS items")
+        engine.dispose()
