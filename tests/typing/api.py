@@ -190,3 +190,26 @@ def accounting() -> int:
 
 
 budgeted = unit_of_work(query_budget=200)
+
+
+# The fast path: the driver connection is typed as the driver's class.
+import psycopg  # noqa: E402
+
+from sessionscope import DriverDependency, driver_connection, driver_dependency  # noqa: E402
+
+Pg = Annotated[psycopg.AsyncConnection[Any], driver_dependency(psycopg.AsyncConnection)]
+
+
+@app.get("/fast/{item_id}", dependencies=[unit_of_work(readonly=True)])
+async def fast_read(item_id: int, connection: Pg) -> dict[str, Any]:
+    cursor = await connection.execute("SELECT id FROM items WHERE id = %s", (item_id,))
+    row = await cursor.fetchone()
+    return {} if row is None else {"id": row[0]}
+
+
+async def fast_mixed(session: AsyncDbSession) -> None:
+    connection = await driver_connection(session, psycopg.AsyncConnection)
+    assert_type(connection, psycopg.AsyncConnection[Any])
+
+
+assert_type(DriverDependency(psycopg.AsyncConnection).kind, type[psycopg.AsyncConnection[Any]])
