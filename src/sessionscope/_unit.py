@@ -32,6 +32,7 @@ from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
 from ._observe import Observation
 from ._policy import CommitPolicy, http_error_for
+from ._reconnect import arm
 from ._replicas import Replica
 from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._session_kinds import session_classes
@@ -163,6 +164,7 @@ class UnitOfWork:
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
             session = session_class(bind=bind, expire_on_commit=False)
+            arm(session, self.config.reconnect_retries)
         session.info[UNIT_KEY] = self
         self._ended_message = ended_message
         self.sync_session = session
@@ -182,6 +184,7 @@ class UnitOfWork:
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
             session = session_class(bind=bind, expire_on_commit=False)
+            arm(session.sync_session, self.config.reconnect_retries)
         session.sync_session.info[UNIT_KEY] = self
         self._ended_message = ended_message
         self.async_session = session
