@@ -37,6 +37,7 @@ from ._replicas import Replica
 from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._session_kinds import session_classes
 from ._sessions import UNIT_KEY, ending, has_pending_work, seal
+from ._slots import ConnectionSlots
 from ._tuning import IsolationLevel
 
 logger = logging.getLogger("sessionscope")
@@ -125,7 +126,7 @@ class UnitOfWork:
         self.async_session: AsyncSession | None = None
         self.ended = False
         self._after_commit: list[AfterCommit] | None = None
-        self._slot: anyio.Semaphore | None = None
+        self._slot: ConnectionSlots | None = None
         self._ended_message = ""
         self.query_budget: int | None = None
         """The route's own statement budget (``unit_of_work(query_budget=...)``)."""
@@ -194,7 +195,7 @@ class UnitOfWork:
         # Bookmarks are read by SQLAlchemy's session classes; SQLModel sessions go without.
         return self.config.session_class == "sqlalchemy"
 
-    def hold_slot(self, slot: anyio.Semaphore) -> None:
+    def hold_slot(self, slot: ConnectionSlots) -> None:
         """Record a connection slot taken for this unit; `end` gives it back."""
         self._slot = slot
 

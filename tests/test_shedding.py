@@ -1,0 +1,127 @@
+"""Contract B4: when the queue for connections cannot drain within ``pool_timeout``, a
+newcomer is answered 503 with ``Retry-After`` at once (``shed_overload``); while the pool keeps
+up, nothing is shed, and those admitted are served in arrival order."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from sessionscope import AsyncDbSession, Database, DbSession, DatabaseBusyError
+from sessionscope._slots import ConnectionSlots
+
+pytestmark = pytest.mark.anyio
+
+INTERVAL = 0.3  # seconds between two slots given back while requests wait
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def drain_once_measured(slots: ConnectionSlots, served: list[str]) -> None:
+    """Hold the one slot, queue two waiters, give the slot back twice ``INTERVAL`` apart: the
+    queue's drain rate is then measured, and the second waiter holds the slot."""
+
+    async def waiter(name: str) -> None:
+        await slots.acquire(10, 1)
+        served.append(name)
+
+    await slots.acquire(10, 1)
+    async with anyio.create_task_group() as group:
+        group.start_soon(waiter, "b")
+        await anyio.sleep(0.01)
+        group.start_soon(waiter, "c")
+        await anyio.sleep(0.01)
+        slots.release()  # b's turn
+        await anyio.sleep(INTERVAL)
+        slots.release()  # c's turn
+
+
+async def test_a_newcomer_that_could_not_be_served_in_time_is_shed_at_once() -> None:
+    slots = ConnectionSlots(1, shed=True)
+    served: list[str] = []
+    await drain_once_measured(slots, served)
+    assert served == ["b", "c"]
+    outcomes: dict[str, str] = {}
+
+    async def newcomer(name: str) -> None:
+        try:
+            await slots.acquire(1.0, 1)
+        except DatabaseBusyError as error:
+            assert error.headers == {"Retry-After": "1"}
+            outcomes[name] = "shed" if slots.shed else "timed out"
+        else:
+            outcomes[name] = "served"
+            served.append(name)
+            slots.release()
+
+    async with anyio.create_task_group() as group:
+        for name in ("d", "e", "f", "g"):
+            # Expected waits: 1, 2, 3 and 4 intervals; pool_timeout is 1 s.
+            group.start_soon(newcomer, name)
+            await anyio.sleep(0.01)
+        assert slots.shed == 1  # g, before any slot came back
+        assert outcomes == {"g": "shed"}
+        slots.release()
+    assert served == ["b", "c", "d", "e", "f"]  # in arrival order
+    assert outcomes == {"d": "served", "e": "served", "f": "served", "g": "shed"}
+
+
+async def test_without_shedding_every_newcomer_waits() -> None:
+    slots = ConnectionSlots(1, shed=False)
+    await drain_once_measured(slots, [])
+    started = time.perf_counter()
+    with pytest.raises(DatabaseBusyError):
+        await slots.acquire(0.2, 1)
+    assert slots.shed == 0
+    assert time.perf_counter() - started >= 0.2
+
+
+async def test_nothing_is_shed_before_the_queue_was_seen_draining() -> None:
+    slots = ConnectionSlots(1, shed=True)
+    await slots.acquire(10, 1)
+    with pytest.raises(DatabaseBusyError):
+        await slots.acquire(0.05, 1)  # waited its pool_timeout: the pool was not measured
+    assert slots.shed == 0
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+async def test_a_burst_just_above_the_pool_size_all_succeeds(
+    database_url: str, flavour: str
+) -> None:
+    db = Database(database_url, pool_size=5, max_overflow=0, pool_timeout=5)
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.get("/sync")
+    def hold_sync(session: DbSession) -> None:
+        session.execute(text("SELECT 1"))
+        time.sleep(0.05)
+
+    @app.get("/async")
+    async def hold_async(session: AsyncDbSession) -> None:
+        await session.execute(text("SELECT 1"))
+        await anyio.sleep(0.05)
+
+    statuses: list[int] = []
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def call() -> None:
+                statuses.append((await client.get(f"/{flavour}")).status_code)
+
+            for burst in (6, 12, 6):  # each burst just above the pool, or twice it
+                async with anyio.create_task_group() as group:
+                    for _ in range(burst):
+                        group.start_soon(call)
+        stats = db.stats().pools[flavour]
+    assert statuses == [200] * 24
+    assert stats.shed == 0
