@@ -83,6 +83,9 @@ async def crowd(port: int, item_id: int, clients: int, seconds: float) -> dict[s
                 found["2xx"].append(took)
             elif status == 503:
                 found["503"].append(took)
+                # The server may close a connection idle that long: come back on a new one.
+                connection[1].close()
+                connection = None
                 await asyncio.sleep(retry_after)
             else:
                 found["other"].append(took)

@@ -7,18 +7,17 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from sessionscope import AsyncDbSession, Database, DbSession, DatabaseBusyError
-from sessionscope._slots import ConnectionSlots
+from sessionscope import AsyncDbSession, Database, DatabaseBusyError, DbSession
+from sessionscope._slots import DRAIN_WINDOW, ConnectionSlots
 
 pytestmark = pytest.mark.anyio
-
-INTERVAL = 0.3  # seconds between two slots given back while requests wait
 
 
 @pytest.fixture
@@ -26,55 +25,33 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def drain_once_measured(slots: ConnectionSlots, served: list[str]) -> None:
-    """Hold the one slot, queue two waiters, give the slot back twice ``INTERVAL`` apart: the
-    queue's drain rate is then measured, and the second waiter holds the slot."""
-
-    async def waiter(name: str) -> None:
-        await slots.acquire(10, 1)
-        served.append(name)
-
-    await slots.acquire(10, 1)
-    async with anyio.create_task_group() as group:
-        group.start_soon(waiter, "b")
-        await anyio.sleep(0.01)
-        group.start_soon(waiter, "c")
-        await anyio.sleep(0.01)
-        slots.release()  # b's turn
-        await anyio.sleep(INTERVAL)
-        slots.release()  # c's turn
-
-
 async def test_a_newcomer_that_could_not_be_served_in_time_is_shed_at_once() -> None:
     slots = ConnectionSlots(1, shed=True)
+    await slots.acquire(10, 1)  # held
     served: list[str] = []
-    await drain_once_measured(slots, served)
-    assert served == ["b", "c"]
-    outcomes: dict[str, str] = {}
 
-    async def newcomer(name: str) -> None:
-        try:
-            await slots.acquire(1.0, 1)
-        except DatabaseBusyError as error:
-            assert error.headers is not None
-            # Told to come back when the queue it met should have drained: 4 intervals.
-            assert int(error.headers["Retry-After"]) >= 2
-            outcomes[name] = "shed" if slots.shed else "timed out"
-        else:
-            outcomes[name] = "served"
-            served.append(name)
-            slots.release()
+    async def waiter(name: str, max_wait: float) -> None:
+        await slots.acquire(max_wait, 1)
+        served.append(name)
 
     async with anyio.create_task_group() as group:
-        for name in ("d", "e", "f", "g"):
-            # Expected waits: 1, 2, 3 and 4 intervals; pool_timeout is 1 s.
-            group.start_soon(newcomer, name)
-            await anyio.sleep(0.01)
-        assert slots.shed == 1  # g, before any slot came back
-        assert outcomes == {"g": "shed"}
-        slots.release()
-    assert served == ["b", "c", "d", "e", "f"]  # in arrival order
-    assert outcomes == {"d": "served", "e": "served", "f": "served", "g": "shed"}
+        group.start_soon(waiter, "b", 10)
+        # The queue has lasted a whole window without a slot coming back: each place in it
+        # costs at least a window.
+        await anyio.sleep(DRAIN_WINDOW + 0.1)
+        with pytest.raises(DatabaseBusyError) as shed:
+            await slots.acquire(2 * DRAIN_WINDOW - 0.1, 1)  # expected: 2 windows
+        assert shed.value.headers == {"Retry-After": "1"}
+        assert slots.shed == 1
+        assert slots.waiting == 1  # b kept its place
+        group.start_soon(waiter, "d", 10)  # 2 windows is well within 10 s: it waits
+        await anyio.sleep(0.01)
+        assert slots.waiting == 2
+        slots.release()  # b's turn
+        await anyio.sleep(0.01)
+        slots.release()  # d's turn
+    assert served == ["b", "d"]
+    assert slots.shed == 1
 
 
 async def test_the_end_of_a_queue_that_cannot_drain_in_time_is_shed_early() -> None:
@@ -92,32 +69,35 @@ async def test_the_end_of_a_queue_that_cannot_drain_in_time_is_shed_early() -> N
             served.append(index)
 
     async with anyio.create_task_group() as group:
-        # A burst queues before the pool was seen draining: nobody is shed yet.
+        # A burst queues at once: the queue is young, nobody is shed yet.
         for index in range(10):
             group.start_soon(waiter, index)
-            await anyio.sleep(0.001)
+        await anyio.sleep(DRAIN_WINDOW + 0.1)
         assert slots.waiting == 10
-        slots.release()  # 0's turn
-        await anyio.sleep(INTERVAL)
-        slots.release()  # 1's turn; the drain rate now says the end of the queue cannot make it
+        assert slots.shed == 0
+        slots.release()  # 0's turn; one slot in a window: the rest cannot make it in time
         await anyio.sleep(0.05)  # long before any deadline
         assert slots.shed > 0
         assert sorted(shed) == list(range(10 - slots.shed, 10))  # the last to arrive
         for _ in range(10):
             slots.release()
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
     assert served == sorted(served)  # the others kept their order
     assert sorted(served + shed) == list(range(10))
 
 
 async def test_without_shedding_every_newcomer_waits() -> None:
     slots = ConnectionSlots(1, shed=False)
-    await drain_once_measured(slots, [])
-    started = time.perf_counter()
-    with pytest.raises(DatabaseBusyError):
-        await slots.acquire(0.2, 1)
+    await slots.acquire(10, 1)
+    async with anyio.create_task_group() as group:
+        group.start_soon(slots.acquire, 10, 1)
+        await anyio.sleep(DRAIN_WINDOW + 0.1)
+        started = time.perf_counter()
+        with pytest.raises(DatabaseBusyError):
+            await slots.acquire(0.2, 1)
+        assert time.perf_counter() - started >= 0.2
+        slots.release()
     assert slots.shed == 0
-    assert time.perf_counter() - started >= 0.2
 
 
 async def test_nothing_is_shed_before_the_queue_was_seen_draining() -> None:
