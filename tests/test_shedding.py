@@ -4,9 +4,11 @@ up, nothing is shed, and those admitted are served in arrival order."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import httpx
 import pytest
@@ -15,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from sessionscope import AsyncDbSession, Database, DatabaseBusyError, DbSession
-from sessionscope._slots import DRAIN_WINDOW, ConnectionSlots
+from sessionscope._slots import ConnectionSlots
 
 pytestmark = pytest.mark.anyio
 
@@ -25,78 +27,87 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+class Queue:
+    """Requests queued on one slot, served as the test gives the slot back: the test holds
+    the slot for each of them."""
+
+    def __init__(self, slots: ConnectionSlots, group: anyio.abc.TaskGroup) -> None:
+        self.slots = slots
+        self.group = group
+        self.served: list[str] = []
+        self.shed: list[str] = []
+
+    async def join(self, name: str, max_wait: float) -> None:
+        self.group.start_soon(self._wait, name, max_wait)
+        await anyio.sleep(0.001)
+
+    async def _wait(self, name: str, max_wait: float) -> None:
+        try:
+            await self.slots.acquire(max_wait, 1)
+        except DatabaseBusyError as error:
+            assert error.headers == {"Retry-After": str(max(1, math.ceil(max_wait)))}
+            self.shed.append(name)
+        else:
+            self.served.append(name)
+
+    async def drain(self, releases: int, every: float) -> None:
+        for _ in range(releases):
+            await anyio.sleep(every)
+            self.slots.release()
+            await anyio.lowlevel.checkpoint()
+
+
+async def seen_draining(queue: Queue) -> None:
+    """20 queued requests, 12 of them served a tenth of a second apart: the pool has shown
+    it drains ten places a second; 8 still wait."""
+    await queue.slots.acquire(30, 1)
+    for index in range(20):
+        await queue.join(f"w{index}", 30)
+    await queue.drain(12, 0.1)
+    assert queue.slots.waiting == 8
+
+
 async def test_a_newcomer_that_could_not_be_served_in_time_is_shed_at_once() -> None:
     slots = ConnectionSlots(1, shed=True)
-    await slots.acquire(10, 1)  # held
-    served: list[str] = []
-
-    async def waiter(name: str, max_wait: float) -> None:
-        await slots.acquire(max_wait, 1)
-        served.append(name)
-
     async with anyio.create_task_group() as group:
-        group.start_soon(waiter, "b", 10)
-        # The queue has lasted a whole window without a slot coming back: each place in it
-        # costs at least a window.
-        await anyio.sleep(DRAIN_WINDOW + 0.1)
-        with pytest.raises(DatabaseBusyError) as shed:
-            await slots.acquire(2 * DRAIN_WINDOW - 0.1, 1)  # expected: 2 windows
-        assert shed.value.headers == {"Retry-After": "1"}
+        queue = Queue(slots, group)
+        await seen_draining(queue)
+        await queue.join("hasty", 0.5)  # behind 8 waiters: about 0.9 s
+        assert queue.shed == ["hasty"]
         assert slots.shed == 1
-        assert slots.waiting == 1  # b kept its place
-        group.start_soon(waiter, "d", 10)  # 2 windows is well within 10 s: it waits
-        await anyio.sleep(0.01)
-        assert slots.waiting == 2
-        slots.release()  # b's turn
-        await anyio.sleep(0.01)
-        slots.release()  # d's turn
-    assert served == ["b", "d"]
-    assert slots.shed == 1
+        await queue.join("patient", 10)
+        await queue.drain(9, 0.01)
+    assert queue.served == [f"w{index}" for index in range(20)] + ["patient"]
 
 
 async def test_the_end_of_a_queue_that_cannot_drain_in_time_is_shed_early() -> None:
     slots = ConnectionSlots(1, shed=True)
-    await slots.acquire(10, 1)
-    served: list[int] = []
-    shed: list[int] = []
-
-    async def waiter(index: int) -> None:
-        try:
-            await slots.acquire(1.0, 1)  # pool_timeout: 1 s
-        except DatabaseBusyError:
-            shed.append(index)
-        else:
-            served.append(index)
-
     async with anyio.create_task_group() as group:
-        # A burst queues at once: the queue is young, nobody is shed yet.
-        for index in range(10):
-            group.start_soon(waiter, index)
-        await anyio.sleep(DRAIN_WINDOW + 0.1)
-        assert slots.waiting == 10
-        assert slots.shed == 0
-        slots.release()  # 0's turn; one slot in a window: the rest cannot make it in time
+        queue = Queue(slots, group)
+        await seen_draining(queue)
+        burst = [f"b{index}" for index in range(10)]
+        for name in burst:
+            await queue.join(name, 3.0)  # 0.9 to 1.8 s at the rate seen: all admitted
+        assert queue.shed == []
+        await anyio.sleep(2.0)  # the pool stalls; at its rate, the end cannot make it now
+        slots.release()
         await anyio.sleep(0.05)  # long before any deadline
         assert slots.shed > 0
-        assert sorted(shed) == list(range(10 - slots.shed, 10))  # the last to arrive
-        for _ in range(10):
-            slots.release()
-            await anyio.lowlevel.checkpoint()
-    assert served == sorted(served)  # the others kept their order
-    assert sorted(served + shed) == list(range(10))
+        assert queue.shed == burst[-slots.shed :][::-1]  # the last to arrive, from the end
+        await queue.drain(18 - slots.shed, 0.01)
+    assert queue.served == [f"w{index}" for index in range(20)] + burst[: 10 - slots.shed]
 
 
 async def test_without_shedding_every_newcomer_waits() -> None:
     slots = ConnectionSlots(1, shed=False)
-    await slots.acquire(10, 1)
     async with anyio.create_task_group() as group:
-        group.start_soon(slots.acquire, 10, 1)
-        await anyio.sleep(DRAIN_WINDOW + 0.1)
+        queue = Queue(slots, group)
+        await seen_draining(queue)
         started = time.perf_counter()
         with pytest.raises(DatabaseBusyError):
             await slots.acquire(0.2, 1)
         assert time.perf_counter() - started >= 0.2
-        slots.release()
+        await queue.drain(8, 0.01)
     assert slots.shed == 0
 
 
@@ -112,7 +123,7 @@ async def test_nothing_is_shed_before_the_queue_was_seen_draining() -> None:
 async def test_a_burst_just_above_the_pool_size_all_succeeds(
     database_url: str, flavour: str
 ) -> None:
-    db = Database(database_url, pool_size=5, max_overflow=0, pool_timeout=5)
+    db = Database(database_url, pool_size=5, max_overflow=0, pool_timeout=5, shed_overload=True)
     app = FastAPI(lifespan=db.lifespan)
 
     @app.get("/sync")

@@ -81,11 +81,12 @@ class DatabaseConfig:
     had an effect, so the request does not fail. Never once a statement of the unit has run.
     ``0``: never. SQLite has no disconnects."""
 
-    shed_overload: bool = True
+    shed_overload: bool = False
     """Answer 503 with ``Retry-After`` at once, instead of after `pool_timeout`, to a request
     that arrives when the queue for connections is longer than the pool can drain within
-    `pool_timeout` (measured from the interval between connections given back while requests
-    wait). Requests already queued keep their place; nothing is shed while the pool keeps up."""
+    `pool_timeout` (at the best rate it drained a queue over the last seconds), and to the end
+    of a queue that cannot make it. The others keep their place and order. Off by default:
+    when the event loop, not the pool, is what is saturated, it was not measured to help."""
 
     rollback_on_disconnect: bool = True
     """Roll back, instead of committing, a request unit of work whose client has gone away

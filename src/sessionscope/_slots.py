@@ -5,17 +5,21 @@ A request waits at most ``pool_timeout`` for a slot, then gets 503 with ``Retry-
 overload (2,000 clients on a pool of 5) most of them wait the whole ``pool_timeout`` for that
 503: the client learns nothing for 5 s, and its retry, sent later, meets a queue just as long.
 
-While requests wait, slots come back at the rate the pool drains the queue: the slots given
-back over the last `DRAIN_WINDOW` seconds tell the time each place in the queue costs. A
-request that arrives behind ``n`` waiters can expect a slot after about ``n + 1`` such
-intervals; when that is past ``pool_timeout`` it would only time out, so with
-``shed_overload`` it is answered 503 at once (it is *shed*). So is a request already waiting
-at the end of the queue once the drain rate says it would reach its ``pool_timeout`` first
-(a burst that arrived before the rate was measured). The others keep their place and their
-order; nothing is shed while no one waits, nor before the present queue has lasted
-`DRAIN_WINDOW`. A shed request's ``Retry-After`` is ``pool_timeout`` (at least
-``retry_after``): the queue it met cannot drain sooner, and clients that honour it come back
-when there is room instead of adding to the queue.
+While requests wait, slots come back at the rate the pool drains the queue. The slots given
+back while requests waited are counted per half second (`BUCKET`); the best count of the last
+five seconds (`HISTORY`) is the rate the pool has shown it can keep, and tells the time each
+place in a queue costs at least. A request that arrives behind ``n`` waiters can expect a slot
+after about ``n + 1`` such intervals; when even that is past ``pool_timeout`` it would only
+time out, so with ``shed_overload`` it is answered 503 at once (it is *shed*). So is a request
+already waiting at the end of the queue once the rate says it would reach its
+``pool_timeout`` first (a burst that queued before the rate was known). The others keep their
+place and their order. Nothing is shed before the pool has drained a queue for a whole half
+second, and a moment when it drains slowly (the event loop busy with a burst of arrivals)
+does not count against it: the best recent rate does.
+
+A shed request's ``Retry-After`` is ``pool_timeout`` (at least ``retry_after``): the queue it
+met cannot drain sooner, and clients that honour it come back when there is room instead of
+adding to the queue.
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ from anyio.lowlevel import checkpoint
 from ._errors import DatabaseBusyError
 from ._policy import BUSY_DETAIL
 
-DRAIN_WINDOW = 0.5
-"""Seconds over which the drain rate is measured: the slots given back in the last this many
-seconds, once the queue has lasted that long. A burst that queues at once sheds nothing in
-its first half second, and a stall of the event loop weighs only for its share of it."""
+BUCKET = 0.5
+"""Seconds of each count of slots given back while requests waited."""
+HISTORY = 10
+"""Counts kept: the drain rate is the best of the last this many buckets (5 s)."""
 
 
 class _Waiter:
@@ -51,9 +55,10 @@ class ConnectionSlots:
     """The connection slots of one pool: taken in arrival order, shed under overload."""
 
     __slots__ = (
+        "_bucket_count",
+        "_bucket_start",
+        "_counts",
         "_queue",
-        "_queued_since",
-        "_releases",
         "_semaphore",
         "_shed_pending",
         "_shedding",
@@ -66,10 +71,10 @@ class ConnectionSlots:
         self._semaphore = anyio.Semaphore(capacity)
         self._queue: dict[_Waiter, None] = {}
         """The waiting requests in arrival order (a dict: O(1) removal anywhere)."""
-        self._queued_since = 0.0
-        """When the present queue began."""
-        self._releases: deque[float] = deque()
-        """When slots were given back while this queue lasts, over the last `DRAIN_WINDOW`."""
+        self._bucket_start = 0.0
+        self._bucket_count = 0
+        self._counts: deque[int] = deque(maxlen=HISTORY)
+        """Slots given back while requests waited, per `BUCKET`, the latest `HISTORY`."""
         self.shed = 0
         """Requests answered 503 early because the queue could not drain in time."""
         self._shedding = shed
@@ -81,19 +86,27 @@ class ConnectionSlots:
         """Requests waiting for a slot now."""
         return len(self._queue)
 
-    def _interval(self, now: float) -> float:
-        """Seconds each place in the present queue costs (0.0: not measured yet)."""
-        releases = self._releases
-        since = now - DRAIN_WINDOW
-        while releases and releases[0] < since:
-            releases.popleft()
-        if self._queued_since > since:
-            return 0.0  # the queue is younger than the window
-        return DRAIN_WINDOW / len(releases) if releases else DRAIN_WINDOW
+    def _interval(self) -> float:
+        """Seconds each place in a queue costs at the best rate the pool has shown lately
+        (0.0: it has not been seen draining a queue for a whole bucket)."""
+        best = max(self._counts, default=0)
+        return BUCKET / best if best else 0.0
+
+    def _count_release(self, now: float) -> None:
+        elapsed = int((now - self._bucket_start) / BUCKET)
+        if elapsed:
+            if elapsed >= HISTORY:
+                self._counts.clear()
+            else:
+                self._counts.append(self._bucket_count)
+                self._counts.extend([0] * (elapsed - 1))
+            self._bucket_start += elapsed * BUCKET
+            self._bucket_count = 0
+        self._bucket_count += 1
 
     def expected_wait(self) -> float:
         """Seconds a request arriving now would wait for a slot, by the drain rate seen."""
-        return (len(self._queue) + 1) * self._interval(time.perf_counter())
+        return (len(self._queue) + 1) * self._interval()
 
     async def acquire(self, max_wait: float, retry_after: int) -> float:
         """Wait up to ``max_wait`` seconds for a slot; 503 with ``Retry-After`` after, or
@@ -107,15 +120,11 @@ class ConnectionSlots:
             pass
         else:
             return 0.0
+        if self._shedding and self.expected_wait() > max_wait:
+            self.shed += 1
+            await checkpoint()  # the shed request lets others run, as a waiting one would
+            raise _busy(retry_after, max_wait)
         waiting_since = time.perf_counter()
-        if self._queue:
-            if self._shedding and self.expected_wait() > max_wait:
-                self.shed += 1
-                await checkpoint()  # the shed request lets others run, as a waiting one would
-                raise _busy(retry_after, max_wait)
-        else:
-            self._queued_since = waiting_since
-            self._releases.clear()
         waiter = _Waiter(waiting_since + max_wait)
         self._queue[waiter] = None
         try:
@@ -132,7 +141,7 @@ class ConnectionSlots:
     def release(self) -> None:
         if self._queue:
             now = time.perf_counter()
-            self._releases.append(now)
+            self._count_release(now)
             if self._shedding:
                 self._shed_tail(now)
         self._semaphore.release()
@@ -140,7 +149,7 @@ class ConnectionSlots:
     def _shed_tail(self, now: float) -> None:
         """Answer now the last waiters that would reach their deadline before a slot: they
         would only time out. Those ahead of them keep their place and their order."""
-        interval = self._interval(now)
+        interval = self._interval()
         if not interval:
             return
         # Waiters not yet handed a slot (nor shed); this release hands one to the first.
