@@ -51,7 +51,6 @@ _PG_CONTENTION = frozenset(
         "40P01",  # deadlock_detected
     }
 )
-_PG_RETRYABLE = frozenset({"40001", "40P01"})
 
 # MySQL/MariaDB error codes: client (2xxx) and server (1xxx, 3xxx, 4xxx).
 _MYSQL_UNAVAILABLE = frozenset(
@@ -87,7 +86,6 @@ _MYSQL_CONTENTION = frozenset(
         3572,  # ER_LOCK_NOWAIT
     }
 )
-_MYSQL_RETRYABLE = frozenset({1213})
 
 # SQLite primary result codes (an extended code keeps its primary one in the low byte).
 _SQLITE_BUSY = 5  # another connection holds the lock past busy_timeout: "database is locked"
@@ -144,16 +142,6 @@ def classify(error: BaseException) -> FailureKind | None:
 def is_transient(error: BaseException) -> bool:
     """Whether retrying later can succeed: the database is unavailable or busy."""
     return classify(error) in TRANSIENT_KINDS
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Whether the whole unit of work can simply run again: serialization failure, deadlock."""
-    if not isinstance(error, sa_exc.DBAPIError):
-        return False
-    code = _mysql_code(error.orig)
-    if code is not None:
-        return code in _MYSQL_RETRYABLE
-    return _sqlstate(error.orig) in _PG_RETRYABLE
 
 
 def _classify_driver_error(orig: BaseException | None) -> FailureKind:

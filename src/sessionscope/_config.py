@@ -74,6 +74,25 @@ class DatabaseConfig:
     replace it if the ping fails: a restarted database or a killed backend never fails a request,
     and busy connections skip the round trip. ``0`` pings at every checkout; ``None`` never."""
 
+    reconnect_retries: int = 2
+    """Times the first statement of a unit of work runs again, on a fresh connection, when the
+    pooled connection it was sent on turns out to have been closed by the server (a killed
+    backend, a restart) and nothing of the unit had run yet: nothing was sent that could have
+    had an effect, so the request does not fail. Never once a statement of the unit has run.
+    ``0``: never. SQLite has no disconnects."""
+
+    shed_overload: bool = False
+    """Answer 503 with ``Retry-After`` at once, instead of after `pool_timeout`, to a request
+    that arrives when the queue for connections is longer than the pool can drain within
+    `pool_timeout` (at the best rate it drained a queue over the last seconds), and to the end
+    of a queue that cannot make it. The others keep their place and order. Off by default:
+    when the event loop, not the pool, is what is saturated, it was not measured to help."""
+
+    rollback_on_disconnect: bool = True
+    """Roll back, instead of committing, a request unit of work whose client has gone away
+    (its ``http.disconnect`` has arrived) by the time the response starts: nobody will see the
+    answer, and a client that gave up will likely send the request again. Logged."""
+
     echo: bool = False
     """Log every SQL statement (parameters stay hidden unless `hide_parameters` is off)."""
 
@@ -204,6 +223,14 @@ class DatabaseConfig:
             raise ConfigurationError(
                 f"ping_after_idle must be None or >= 0, got {self.ping_after_idle}"
             )
+        if (
+            isinstance(self.reconnect_retries, bool)
+            or not isinstance(self.reconnect_retries, int)
+            or self.reconnect_retries < 0
+        ):
+            raise ConfigurationError(
+                f"reconnect_retries must be a whole number >= 0, got {self.reconnect_retries!r}"
+            )
         if self.sync_in_async not in ("raise", "warn"):
             raise ConfigurationError(
                 f"sync_in_async must be 'raise' or 'warn', got {self.sync_in_async!r}"
@@ -313,6 +340,9 @@ class DatabaseOptions(TypedDict, total=False):
     pool_timeout: float
     pool_recycle: int | None
     ping_after_idle: float | None
+    reconnect_retries: int
+    shed_overload: bool
+    rollback_on_disconnect: bool
     echo: bool
     hide_parameters: bool
     sqlite_busy_timeout: float
@@ -366,6 +396,9 @@ class DatabaseSettings(BaseSettings):
     pool_timeout: float = default("pool_timeout")
     pool_recycle: int | None = default("pool_recycle")
     ping_after_idle: float | None = default("ping_after_idle")
+    reconnect_retries: int = default("reconnect_retries")
+    shed_overload: bool = default("shed_overload")
+    rollback_on_disconnect: bool = default("rollback_on_disconnect")
     echo: bool = default("echo")
     hide_parameters: bool = default("hide_parameters")
     sqlite_busy_timeout: float = default("sqlite_busy_timeout")
