@@ -65,12 +65,14 @@ class DrillCluster:
     def admin_url(self, database: str = "postgres") -> str:
         return self.cluster.url(driver="psycopg", database=database)
 
-    def execute(self, sql: str, database: str = "postgres", **params: Any) -> Any:
+    def execute(
+        self, sql: str, database: str = "postgres", params: dict[str, Any] | None = None
+    ) -> Any:
         """One statement as ``postgres``, in autocommit; its rows (or ``None``)."""
         engine = create_engine(self.admin_url(database), isolation_level="AUTOCOMMIT")
         try:
             with engine.connect() as connection:
-                result = connection.execute(text(sql), params)
+                result = connection.execute(text(sql), params or {})
                 return result.all() if result.returns_rows else None
         finally:
             engine.dispose()
@@ -105,7 +107,7 @@ class DrillCluster:
         rows = self.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
             f" WHERE datname = :database AND pid <> pg_backend_pid() AND ({where})",
-            database=database,
+            params={"database": database},
         )
         return int(rows[0][0])
 
@@ -114,7 +116,7 @@ class DrillCluster:
         rows = self.execute(
             "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity"
             " WHERE datname = :database AND pid <> pg_backend_pid() GROUP BY 1",
-            database=database,
+            params={"database": database},
         )
         return {state: int(count) for state, count in rows}
 

@@ -71,9 +71,14 @@ class Tally:
 
 
 async def create_user(client: httpx.AsyncClient, email: str) -> int:
-    response = await client.post(
-        "/users", json={"email": email, "name": "Drill", "password": "drill-password"}
-    )
+    """A user for the load to write items for (set-up: a 503 is retried a few times)."""
+    for _ in range(10):
+        response = await client.post(
+            "/users", json={"email": email, "name": "Drill", "password": "drill-password"}
+        )
+        if response.status_code != 503:
+            break
+        await asyncio.sleep(0.5)
     response.raise_for_status()
     return int(response.json()["id"])
 
@@ -86,8 +91,10 @@ async def writers(
     clients: int,
     stop: asyncio.Event,
     prefix: str,
+    pause: float = 0.0,
 ) -> None:
-    """``clients`` loops of POST an item, then GET it, until ``stop`` is set."""
+    """``clients`` loops of POST an item, then GET it (then ``pause`` seconds), until ``stop``
+    is set."""
 
     async def one(number: int) -> None:
         sent = 0
@@ -111,6 +118,8 @@ async def writers(
                     tally.error(error)
                     continue
                 tally.record(read, time.monotonic() - started)
+                if pause:
+                    await asyncio.sleep(pause)
             else:
                 await asyncio.sleep(0.1)
 
