@@ -21,7 +21,6 @@ from typing import Any
 from _common import REPO  # noqa: F401  (puts the repository on sys.path)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-
 from tests.replicas.clusters import (
     PREFIX,
     SETTINGS,

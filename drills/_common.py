@@ -132,4 +132,7 @@ def latency_summary(seconds: Iterable[float]) -> str:
         return "none"
     p50 = statistics.median(values)
     p99 = percentile(values, 0.99) or 0.0
-    return f"n={len(values)} p50={p50 * 1000:.0f} ms p99={p99 * 1000:.0f} ms max={max(values) * 1000:.0f} ms"
+    top = max(values)
+    return (
+        f"n={len(values)} p50={p50 * 1000:.0f} ms p99={p99 * 1000:.0f} ms max={top * 1000:.0f} ms"
+    )

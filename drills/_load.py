@@ -5,6 +5,7 @@ mid-request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -56,7 +57,9 @@ class Tally:
     @property
     def server_errors(self) -> int:
         """5xx answers other than 503."""
-        return sum(count for status, count in self.statuses.items() if status >= 500 and status != 503)
+        return sum(
+            count for status, count in self.statuses.items() if status >= 500 and status != 503
+        )
 
     @property
     def failures(self) -> int:
@@ -65,7 +68,9 @@ class Tally:
         return other + sum(self.transport_errors.values())
 
     def summary(self) -> str:
-        statuses = ", ".join(f"{status}: {count}" for status, count in sorted(self.statuses.items()))
+        statuses = ", ".join(
+            f"{status}: {count}" for status, count in sorted(self.statuses.items())
+        )
         errors = ", ".join(f"{name}: {count}" for name, count in self.transport_errors.items())
         return statuses + (f"; transport errors {errors}" if errors else "")
 
@@ -182,16 +187,14 @@ async def _exchange(port: int, request: bytes) -> bytes:
         return await reader.read()
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await writer.wait_closed()
-        except OSError:
-            pass
 
 
 async def abandoned_request(port: int, request: bytes, wait: float) -> None:
     """Send ``request`` (or part of it), wait ``wait`` seconds, then close the socket without
     reading the answer: a client that gave up."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
         await writer.drain()

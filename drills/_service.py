@@ -33,7 +33,9 @@ FAST_HASHING = {
 POSTGRES_URL = os.environ.get(
     "DRILLS_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test_drills"
 )
-MARIADB_URL = os.environ.get("DRILLS_MARIADB_URL", "mysql+aiomysql://root@127.0.0.1:3306/test_drills")
+MARIADB_URL = os.environ.get(
+    "DRILLS_MARIADB_URL", "mysql+aiomysql://root@127.0.0.1:3306/test_drills"
+)
 
 
 @dataclass
@@ -50,7 +52,7 @@ def _command(port: int) -> list[str]:
     script = Path(sys.executable).with_name("sessionscope-demo")
     if script.exists():
         return [str(script), "serve", "--port", str(port)]
-    code = "import sys; from sessionscope_demo.command import run; sys.argv[0] = 'sessionscope-demo'; run()"
+    code = "from sessionscope_demo.command import run; run()"
     return [sys.executable, "-c", code, "serve", "--port", str(port)]
 
 

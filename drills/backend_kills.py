@@ -34,7 +34,15 @@ async def under_kills(
     async with http_client(base_url, CLIENTS) as client:
         user_id = await create_user(client, f"kills-{time.monotonic_ns()}@example.com")
         load = asyncio.create_task(
-            writers(client, user_id, tally, clients=CLIENTS, stop=stop, prefix="busy" if busy else "idle", pause=PAUSE)
+            writers(
+                client,
+                user_id,
+                tally,
+                clients=CLIENTS,
+                stop=stop,
+                prefix="busy" if busy else "idle",
+                pause=PAUSE,
+            )
         )
         killed = 0
         deadline = time.monotonic() + seconds
@@ -48,7 +56,9 @@ async def under_kills(
 
 def drill(report: Report) -> None:
     seconds = 20.0 if report.full else 3.0
-    report.figure("load", f"{CLIENTS} clients, a kill every {INTERVAL:g} s for {seconds:g} s per phase")
+    report.figure(
+        "load", f"{CLIENTS} clients, a kill every {INTERVAL:g} s for {seconds:g} s per phase"
+    )
     with drill_cluster() as cluster:
         for index, driver in enumerate(DRIVERS):
             database = cluster.fresh_database(f"kills_{driver}")
@@ -60,8 +70,12 @@ def drill(report: Report) -> None:
                 busy, busy_killed = asyncio.run(
                     under_kills(service.url, cluster, database, busy=True, seconds=seconds)
                 )
-            report.figure(f"{driver} idle kills", f"{idle_killed} backends; answers {idle.summary()}")
-            report.figure(f"{driver} busy kills", f"{busy_killed} backends; answers {busy.summary()}")
+            report.figure(
+                f"{driver} idle kills", f"{idle_killed} backends; answers {idle.summary()}"
+            )
+            report.figure(
+                f"{driver} busy kills", f"{busy_killed} backends; answers {busy.summary()}"
+            )
             if idle.details or busy.details:
                 report.figure(f"{driver} failures", dict(idle.details + busy.details))
             report.promise(
@@ -78,7 +92,9 @@ def drill(report: Report) -> None:
             acknowledged = idle.acknowledged + busy.acknowledged
             lost = [name for name in acknowledged if name not in counts]
             twice = [name for name, count in counts.items() if count > 1]
-            report.promise(f"{driver}: busy kills: 0 x 500", busy.server_errors == 0, busy.summary())
+            report.promise(
+                f"{driver}: busy kills: 0 x 500", busy.server_errors == 0, busy.summary()
+            )
             report.promise(
                 f"{driver}: busy kills: every failure a 503 with Retry-After",
                 busy.without_retry_after == 0 and not busy.transport_errors,

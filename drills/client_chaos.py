@@ -57,7 +57,9 @@ async def chaos(port: int, base_url: str, requests: int) -> tuple[Counter[str], 
                 # Cut the request at a random byte (headers or body), or send all of it, then
                 # go, at once or while the handler may be running.
                 cut = randomness.choice([len(request), randomness.randrange(1, len(request))])
-                await abandoned_request(port, request[:cut], randomness.choice([0, 0.005, 0.02, 0.1]))
+                await abandoned_request(
+                    port, request[:cut], randomness.choice([0, 0.005, 0.02, 0.1])
+                )
                 outcomes["abandoned"] += 1
                 return
             try:
@@ -74,7 +76,9 @@ async def chaos(port: int, base_url: str, requests: int) -> tuple[Counter[str], 
     return outcomes, hung
 
 
-async def settled(base_url: str, cluster: DrillCluster, database: str) -> tuple[dict[str, object], dict[str, int]]:
+async def settled(
+    base_url: str, cluster: DrillCluster, database: str
+) -> tuple[dict[str, object], dict[str, int]]:
     """Wait (at most `SETTLE` s) until no connection is checked out and the database holds
     only the pool's idle ones; the pools and the backends, as last seen."""
     deadline = time.monotonic() + SETTLE
@@ -98,7 +102,9 @@ async def healthy(base_url: str) -> Counter[int]:
 
 def drill(report: Report) -> None:
     requests = 3000 if report.full else 300
-    report.figure("load", f"{requests} requests per driver, {CONCURRENCY} at a time, 1 in 3 abandoned")
+    report.figure(
+        "load", f"{requests} requests per driver, {CONCURRENCY} at a time, 1 in 3 abandoned"
+    )
     with drill_cluster() as cluster:
         for index, driver in enumerate(DRIVERS):
             database = cluster.fresh_database(f"chaos_{driver}")
@@ -110,7 +116,9 @@ def drill(report: Report) -> None:
             report.figure(f"{driver} answers", dict(outcomes))
             report.figure(f"{driver} pools after", pools)
             report.figure(f"{driver} backends after", backends)
-            errors = {key: count for key, count in outcomes.items() if key.startswith(("5", "dropped"))}
+            errors = {
+                key: count for key, count in outcomes.items() if key.startswith(("5", "dropped"))
+            }
             report.promise(f"{driver}: no hung request", hung == 0, f"{hung} hung")
             report.promise(f"{driver}: no 5xx, no dropped answer", not errors, str(errors or ""))
             idle = sum(int(pool["idle"]) for pool in pools.values())  # type: ignore[index]
@@ -125,9 +133,7 @@ def drill(report: Report) -> None:
                 backends.get("idle in transaction", 0) == 0,
                 f"{backends.get('idle in transaction', 0)}",
             )
-            report.promise(
-                f"{driver}: healthy afterwards", set(after) == {200}, str(dict(after))
-            )
+            report.promise(f"{driver}: healthy afterwards", set(after) == {200}, str(dict(after)))
             cluster.drop_database(database)
 
 

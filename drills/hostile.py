@@ -86,7 +86,7 @@ UNICODE_OK = [
     "\ufeffbom",
     "\u202eright-to-left",
     "😀👩‍👩‍👧‍👦",
-    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "\U0001d518\U0001d52b\U0001d526",  # mathematical fraktur letters
     "\uffff\ufffe",
     "中文字符",
     "\u00a0non-breaking",
@@ -98,16 +98,51 @@ BAD_UTF8 = [b"\xff\xfe", b"\xc3", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\x80abc"]
 ENCODED_SURROGATE = b"\xed\xa0\x80"
 """A surrogate in UTF-8 form: decoded as the lone surrogate it encodes, then refused as text
 that cannot be stored (422), like the same surrogate escaped in JSON."""
-BAD_IDS = ["+1", "1_0", "01", " 1", "1.0", "0x1", "-1", "0", "\u0661", "1e3", "%201", "1%00", str(INT32_MAX + 1), "9" * 40, "abc", "１"]
+BAD_IDS = [
+    "+1",
+    "1_0",
+    "01",
+    " 1",
+    "1.0",
+    "0x1",
+    "-1",
+    "0",
+    "\u0661",
+    "1e3",
+    "%201",
+    "1%00",
+    str(INT32_MAX + 1),
+    "9" * 40,
+    "abc",
+    "\uff11",  # a full-width digit one
+]
 NUMBERS: list[object] = [2**31, -1, 10**30, 1.5, "12", True, [], {}, None, 1e308, -(2**63)]
-RAW_NUMBERS = [b"1e400", b"NaN", b"Infinity", b"-Infinity", b"1" + b"0" * 5000, b"0x10", b"1_000", b"+1", b".5", b"01"]
+RAW_NUMBERS = [
+    b"1e400",
+    b"NaN",
+    b"Infinity",
+    b"-Infinity",
+    b"1" + b"0" * 5000,
+    b"0x10",
+    b"1_000",
+    b"+1",
+    b".5",
+    b"01",
+]
 
 
 def corpus() -> list[Case]:
     cases: list[Case] = []
     number = 0
 
-    def add(kind: str, method: str, path: str, body: bytes | None, expected: set[int], echo: str | None = None) -> None:
+    def add(
+        kind: str,
+        method: str,
+        path: str,
+        body: bytes | None,
+        expected: set[int],
+        echo: str | None = None,
+    ) -> None:
         nonlocal number
         number += 1
         if body is not None and len(body) > BODY_LIMIT:
@@ -115,7 +150,10 @@ def corpus() -> list[Case]:
         cases.append(Case(kind, method, path, body, frozenset(expected), echo))
 
     for limit, field_targets in (
-        (ITEM_NAME_LENGTH, [("POST", "/users/{user}/items", "name"), ("PATCH", "/items/{item}", "name")]),
+        (
+            ITEM_NAME_LENGTH,
+            [("POST", "/users/{user}/items", "name"), ("PATCH", "/items/{item}", "name")],
+        ),
         (NAME_LENGTH, [("PATCH", "/users/{user}", "name")]),
         (DESCRIPTION_LENGTH, [("POST", "/users/{user}/items", "description")]),
     ):
@@ -127,13 +165,31 @@ def corpus() -> list[Case]:
             base = {"name": "x"} if field == "description" else {}
             add("at the limit", method, path, _json({**base, field: "b" * limit}), {200, 201})
     for length in (PASSWORD_MAX_LENGTH + 1, 1000, 10000):
-        add("over-long string", "POST", "/users", _json({"email": "a" * length + "@example.com", "password": "12345678"}), {422})
-        add("over-long string", "POST", "/users", _json({"email": f"long{length}@example.com", "password": "p" * length}), {422})
+        add(
+            "over-long string",
+            "POST",
+            "/users",
+            _json({"email": "a" * length + "@example.com", "password": "12345678"}),
+            {422},
+        )
+        add(
+            "over-long string",
+            "POST",
+            "/users",
+            _json({"email": f"long{length}@example.com", "password": "p" * length}),
+            {422},
+        )
 
     for text in SQLISH:
         for method, path, body, named in _text_targets(text, number):
             add("SQL-looking text", method, path, body, {200, 201}, echo=text if named else None)
-        add("SQL-looking text", "GET", f"/items?q={httpx.QueryParams({'q': text})['q']}", None, {200})
+        add(
+            "SQL-looking text",
+            "GET",
+            f"/items?q={httpx.QueryParams({'q': text})['q']}",
+            None,
+            {200},
+        )
     for text in UNICODE_OK:
         for method, path, body, named in _text_targets(text, number):
             add("Unicode edge case", method, path, body, {200, 201}, echo=text if named else None)
@@ -142,31 +198,87 @@ def corpus() -> list[Case]:
             add("Unicode that cannot be stored", method, path, body, {422})
 
     for raw in BAD_UTF8:
-        for method, path in (("POST", "/users/{user}/items"), ("PATCH", "/items/{item}"), ("POST", "/users")):
+        for method, path in (
+            ("POST", "/users/{user}/items"),
+            ("PATCH", "/items/{item}"),
+            ("POST", "/users"),
+        ):
             add("bytes that are not UTF-8", method, path, b'{"name": "' + raw + b'"}', {400})
-        add("bytes that are not UTF-8", method, path, b'{"name": "' + ENCODED_SURROGATE + b'"}', {400, 422})
+        add(
+            "bytes that are not UTF-8",
+            method,
+            path,
+            b'{"name": "' + ENCODED_SURROGATE + b'"}',
+            {400, 422},
+        )
 
     for depth in (30, 500, 5000, 20000):
         for method, path in (("POST", "/users/{user}/items"), ("PATCH", "/items/{item}")):
             # 400 past the decoder's depth, 422 for a value of the wrong type, 413 past the size
-            add("deep JSON", method, path, b'{"name": ' + b"[" * depth + b"]" * depth + b"}", {400, 413, 422})
-            add("deep JSON", method, path, b"{" + b'"a": {' * depth + b"}" * depth + b"}", {400, 413, 422})
-    for body in (b'{"name": "a"', b'{"name": "a"} trailing', b"not json", b"", b"\x00", b'{"name": "a\x01"}', b"[]", b"null", b'"name"'):
+            add(
+                "deep JSON",
+                method,
+                path,
+                b'{"name": ' + b"[" * depth + b"]" * depth + b"}",
+                {400, 413, 422},
+            )
+            add(
+                "deep JSON",
+                method,
+                path,
+                b"{" + b'"a": {' * depth + b"}" * depth + b"}",
+                {400, 413, 422},
+            )
+    for body in (
+        b'{"name": "a"',
+        b'{"name": "a"} trailing',
+        b"not json",
+        b"",
+        b"\x00",
+        b'{"name": "a\x01"}',
+        b"[]",
+        b"null",
+        b'"name"',
+    ):
         add("malformed JSON", "POST", "/users/{user}/items", body, {400, 422})
 
     for value in NUMBERS:
         for method, path in (("POST", "/users/{user}/items"), ("PATCH", "/items/{item}")):
-            add("huge or odd number", method, path, _json({"name": "n", "price_cents": value}), {422})
+            add(
+                "huge or odd number",
+                method,
+                path,
+                _json({"name": "n", "price_cents": value}),
+                {422},
+            )
     for raw in RAW_NUMBERS:
-        add("huge or odd number", "POST", "/users/{user}/items", b'{"name": "n", "price_cents": ' + raw + b"}", {400, 422})
+        add(
+            "huge or odd number",
+            "POST",
+            "/users/{user}/items",
+            b'{"name": "n", "price_cents": ' + raw + b"}",
+            {400, 422},
+        )
 
     for bad in BAD_IDS:
         quoted = httpx.URL(f"/items/{bad}").raw_path.decode()
         add("non-canonical path id", "GET", quoted, None, {422, 404})
         add("non-canonical path id", "GET", quoted.replace("/items/", "/users/"), None, {422, 404})
         add("non-canonical path id", "PATCH", quoted, _json({"name": "x"}), {422, 404})
-        add("non-canonical path id", "DELETE", quoted.replace("/items/", "/users/"), None, {422, 404})
-        add("non-canonical path id", "GET", f"/items?owner_id={httpx.QueryParams({'o': bad})['o']}", None, {422})
+        add(
+            "non-canonical path id",
+            "DELETE",
+            quoted.replace("/items/", "/users/"),
+            None,
+            {422, 404},
+        )
+        add(
+            "non-canonical path id",
+            "GET",
+            f"/items?owner_id={httpx.QueryParams({'o': bad})['o']}",
+            None,
+            {422},
+        )
     for size in (BODY_LIMIT + 1, 4 * BODY_LIMIT, 16 * 1024 * 1024):
         body = _json({"name": "x", "description": "d" * size})
         add("body over the limit", "POST", "/users/{user}/items", body, {413})
@@ -190,7 +302,9 @@ async def attack(base_url: str, cases: list[Case]) -> tuple[Counter[str], list[s
             headers = {"Content-Type": "application/json"} if case.body is not None else {}
             async with limit:
                 try:
-                    response = await client.request(case.method, path, content=body, headers=headers)
+                    response = await client.request(
+                        case.method, path, content=body, headers=headers
+                    )
                 except httpx.TimeoutException:
                     outcomes["hung"] += 1
                     wrong.append(f"{case.kind}: {case.method} {path[:60]} hung")
@@ -201,9 +315,14 @@ async def attack(base_url: str, cases: list[Case]) -> tuple[Counter[str], list[s
                     return
             outcomes[str(response.status_code)] += 1
             if response.status_code not in case.expected:
-                wrong.append(f"{case.kind}: {case.method} {path[:60]} {case.body[:60] if case.body else b''!r} -> {response.status_code}")
+                sent = case.body[:60] if case.body else b""
+                wrong.append(
+                    f"{case.kind}: {case.method} {path[:60]} {sent!r} -> {response.status_code}"
+                )
             elif case.echo is not None and response.json().get("name") != case.echo:
-                wrong.append(f"{case.kind}: {case.echo!r} came back as {response.json().get('name')!r}")
+                wrong.append(
+                    f"{case.kind}: {case.echo!r} came back as {response.json().get('name')!r}"
+                )
 
         await asyncio.gather(*(one(case) for case in cases))
     return outcomes, wrong
@@ -216,16 +335,22 @@ def drill(report: Report) -> None:
     report.figure("corpus", f"{len(cases)} cases x {rounds} round(s) per database: {dict(kinds)}")
     with tempfile.TemporaryDirectory(prefix="drills-hostile-") as directory:
         for index, backend in enumerate(BACKENDS):
-            with backend_database(backend, Path(directory)) as url:
-                with serve(url, HTTP_PORTS[index], f"hostile-{backend}") as service:
-                    outcomes: Counter[str] = Counter()
-                    wrong: list[str] = []
-                    for _ in range(rounds):
-                        seen, mistakes = asyncio.run(attack(service.url, cases))
-                        outcomes += seen
-                        wrong += mistakes
+            with (
+                backend_database(backend, Path(directory)) as url,
+                serve(url, HTTP_PORTS[index], f"hostile-{backend}") as service,
+            ):
+                outcomes: Counter[str] = Counter()
+                wrong: list[str] = []
+                for _ in range(rounds):
+                    seen, mistakes = asyncio.run(attack(service.url, cases))
+                    outcomes += seen
+                    wrong += mistakes
             report.figure(f"{backend} answers", dict(sorted(outcomes.items())))
-            errors = {key: count for key, count in outcomes.items() if key.startswith(("5", "hung", "dropped"))}
+            errors = {
+                key: count
+                for key, count in outcomes.items()
+                if key.startswith(("5", "hung", "dropped"))
+            }
             report.promise(f"{backend}: no 5xx, none hung", not errors, str(errors or ""))
             report.promise(
                 f"{backend}: every class answered as documented",

@@ -35,28 +35,40 @@ async def races(base_url: str, rounds: int) -> dict[str, Counter[str]]:
             email = f"race-{stamp}@example.com"
             answers = await asyncio.gather(
                 *(
-                    client.post("/users", json={"email": email, "name": "Racer", "password": "racer-password"})
+                    client.post(
+                        "/users",
+                        json={"email": email, "name": "Racer", "password": "racer-password"},
+                    )
                     for _ in range(WIDTH)
                 )
             )
             statuses = Counter(answer.status_code for answer in answers)
-            seen["signup"]["rounds with exactly one 201"] += statuses == Counter({201: 1, 409: WIDTH - 1})
+            seen["signup"]["rounds with exactly one 201"] += statuses == Counter(
+                {201: 1, 409: WIDTH - 1}
+            )
             seen["signup"].update(f"status {status}" for status in statuses.elements())
 
-            users = [await create_user(client, f"mover-{stamp}-{n}@example.com") for n in range(WIDTH)]
+            users = [
+                await create_user(client, f"mover-{stamp}-{n}@example.com") for n in range(WIDTH)
+            ]
             target = f"taken-{stamp}@example.com"
             answers = await asyncio.gather(
                 *(client.patch(f"/users/{user}", json={"email": target}) for user in users)
             )
             statuses = Counter(answer.status_code for answer in answers)
-            seen["email"]["rounds with exactly one 200"] += statuses == Counter({200: 1, 409: WIDTH - 1})
+            seen["email"]["rounds with exactly one 200"] += statuses == Counter(
+                {200: 1, 409: WIDTH - 1}
+            )
             seen["email"].update(f"status {status}" for status in statuses.elements())
 
             owner = await create_user(client, f"owner-{stamp}@example.com")
             creations = [
-                client.post(f"/users/{owner}/items", json={"name": f"orphan? {n}"}) for n in range(WIDTH)
+                client.post(f"/users/{owner}/items", json={"name": f"orphan? {n}"})
+                for n in range(WIDTH)
             ]
-            answers = await asyncio.gather(*creations[: WIDTH // 2], client.delete(f"/users/{owner}"), *creations[WIDTH // 2 :])
+            answers = await asyncio.gather(
+                *creations[: WIDTH // 2], client.delete(f"/users/{owner}"), *creations[WIDTH // 2 :]
+            )
             seen["delete"].update(f"status {answer.status_code}" for answer in answers)
     return seen
 
@@ -72,7 +84,8 @@ def drill(report: Report) -> None:
                 orphans = int(
                     scalar(  # type: ignore[arg-type]
                         url,
-                        "SELECT count(*) FROM demo_items WHERE owner_id NOT IN (SELECT id FROM demo_users)",
+                        "SELECT count(*) FROM demo_items"
+                        " WHERE owner_id NOT IN (SELECT id FROM demo_users)",
                     )
                 )
                 duplicates = int(

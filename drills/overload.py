@@ -91,7 +91,9 @@ def drill(report: Report) -> None:
                 latencies: dict[int, list[float]] = seen["latencies"]  # type: ignore[assignment]
                 refused = latencies.get(503, [])
                 report.figure(f"{clients} clients: answers", dict(statuses))
-                report.figure(f"{clients} clients: 2xx latency", latency_summary(latencies.get(200, [])))
+                report.figure(
+                    f"{clients} clients: 2xx latency", latency_summary(latencies.get(200, []))
+                )
                 report.figure(f"{clients} clients: 503 latency", latency_summary(refused))
                 report.figure(f"{clients} clients: wall time (s)", round(float(seen["seconds"]), 1))  # type: ignore[arg-type]
                 p99 = percentile(refused, 0.99)
@@ -100,10 +102,22 @@ def drill(report: Report) -> None:
                     p99 is None or p99 < 1.0,
                     "no 503" if p99 is None else f"p99 {p99 * 1000:.0f} ms",
                 )
-                errors = {key: count for key, count in statuses.items() if key.startswith("5") and key != "503"}
+                errors = {
+                    key: count
+                    for key, count in statuses.items()
+                    if key.startswith("5") and key != "503"
+                }
                 report.promise(f"{clients} clients: 0 x 500", not errors, str(errors or ""))
-                unanswered = {key: count for key, count in statuses.items() if key.startswith(("hung", "dropped"))}
-                report.promise(f"{clients} clients: every client answered", not unanswered, str(unanswered or ""))
+                unanswered = {
+                    key: count
+                    for key, count in statuses.items()
+                    if key.startswith(("hung", "dropped"))
+                }
+                report.promise(
+                    f"{clients} clients: every client answered",
+                    not unanswered,
+                    str(unanswered or ""),
+                )
                 report.promise(
                     f"{clients} clients: every 503 has Retry-After",
                     seen["without_retry_after"] == 0,

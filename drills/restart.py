@@ -68,7 +68,8 @@ def drill(report: Report) -> None:
             report.figure(f"{driver} answers", tally.summary())
             report.figure(f"{driver} 503 details", dict(tally.details))
             report.figure(
-                f"{driver} first 2xx after start (s)", None if recovery is None else round(recovery, 2)
+                f"{driver} first 2xx after start (s)",
+                None if recovery is None else round(recovery, 2),
             )
             report.promise(f"{driver}: 0 x 500", tally.server_errors == 0, tally.summary())
             report.promise(

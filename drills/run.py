@@ -83,10 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Drills: " + ", ".join(DRILLS) + ". Exit status 0 when every promise held.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--short", dest="full", action="store_false", help="a few seconds each (default)")
+    size.add_argument(
+        "--short", dest="full", action="store_false", help="a few seconds each (default)"
+    )
     size.add_argument("--full", dest="full", action="store_true", help="the documented run")
     parser.set_defaults(full=False)
-    parser.add_argument("--log-dir", type=Path, help="where the services' logs go (default: a new temporary directory)")
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="where the services' logs go (default: a new temporary directory)",
+    )
     parser.add_argument("drills", nargs="*", metavar="drill", help="only these (default: all)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.drills if name not in DRILLS]
@@ -101,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     logs = args.log_dir or Path(tempfile.mkdtemp(prefix="drills-"))
     logs.mkdir(parents=True, exist_ok=True)
     os.environ[LOG_DIR_ENV] = str(logs)
-    print(f"drills ({'full' if args.full else 'short'}): {', '.join(chosen)}; logs in {logs}", flush=True)
+    print(
+        f"drills ({'full' if args.full else 'short'}): {', '.join(chosen)}; logs in {logs}",
+        flush=True,
+    )
     results = []
     with own_cluster() as cluster:
         os.environ[CLUSTER_ENV] = shared_env(cluster)

@@ -32,7 +32,11 @@ def exercise(base_url: str, examples: int) -> tuple[int, int, list[str]]:
     for number in range(1, 4):
         user = httpx.post(
             f"{base_url}/users",
-            json={"email": f"seed{number}-{time.monotonic_ns()}@example.com", "name": "Seed", "password": "12345678"},
+            json={
+                "email": f"seed{number}-{time.monotonic_ns()}@example.com",
+                "name": "Seed",
+                "password": "12345678",
+            },
         ).json()
         httpx.post(f"{base_url}/users/{user['id']}/items", json={"name": f"seed {number}"})
     failures: list[str] = []
@@ -63,7 +67,11 @@ def exercise(base_url: str, examples: int) -> tuple[int, int, list[str]]:
             try:
                 check()
             except Exception as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                first = (
+                    str(error).strip().splitlines()[0]
+                    if str(error).strip()
+                    else type(error).__name__
+                )
                 failures.append(f"{operation.label} ({mode.value}): {first[:160]}")
     return runs, sent, failures
 

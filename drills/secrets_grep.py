@@ -31,7 +31,12 @@ async def provoke(base_url: str, cluster: DrillCluster, database: str, marker: s
         users = await client.get("/users")
         owner = users.json()["items"][0]["id"]
         await asyncio.gather(
-            *(client.post(f"/users/{owner}/items", json={"name": f"{marker} {n}", "description": marker}) for n in range(20)),
+            *(
+                client.post(
+                    f"/users/{owner}/items", json={"name": f"{marker} {n}", "description": marker}
+                )
+                for n in range(20)
+            ),
             asyncio.to_thread(cluster.terminate, database),
         )
         sent += 20
@@ -67,9 +72,13 @@ def drill(report: Report) -> None:
             hits["password"] += password in line
             hits["parameters"] += marker in line
     report.figure("logs read", f"{len(files)} files, {size} bytes in {log_dir()}")
-    report.figure("lines with the password / a parameter", f"{hits['password']} / {hits['parameters']}")
+    report.figure(
+        "lines with the password / a parameter", f"{hits['password']} / {hits['parameters']}"
+    )
     report.promise("logs were read", bool(files) and size > 0, f"{len(files)} files")
-    report.promise("0 lines with the database password", hits["password"] == 0, str(hits["password"]))
+    report.promise(
+        "0 lines with the database password", hits["password"] == 0, str(hits["password"])
+    )
     report.promise("0 lines with SQL parameters", hits["parameters"] == 0, str(hits["parameters"]))
 
 

@@ -61,29 +61,36 @@ async def retry(base_url: str, path: str, name: str, key: str) -> Counter[int]:
     statuses: Counter[int] = Counter()
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         for _ in range(RETRIES):
-            response = await client.post(path, json={"name": name}, headers={"Idempotency-Key": key})
+            response = await client.post(
+                path, json={"name": name}, headers={"Idempotency-Key": key}
+            )
             statuses[response.status_code] += 1
     return statuses
+
+
+def _rows(cluster: DrillCluster, database: str, name: str) -> int:
+    found = cluster.execute(
+        "SELECT count(*) FROM demo_items WHERE name = :name",
+        database=database,
+        params={"name": name},
+    )
+    return int(found[0][0])
 
 
 def drill(report: Report) -> None:
     with drill_cluster() as cluster:
         for index, driver in enumerate(DRIVERS):
             database = cluster.fresh_database(f"unknown_{driver}")
-            with serve(cluster.url(database, driver), HTTP_PORTS[index], f"unknown-outcome-{driver}") as service:
-                response, terminated, path, sent = asyncio.run(cut_commit(service.url, cluster, database))
+            with serve(
+                cluster.url(database, driver), HTTP_PORTS[index], f"unknown-outcome-{driver}"
+            ) as service:
+                response, terminated, path, sent = asyncio.run(
+                    cut_commit(service.url, cluster, database)
+                )
 
-                def rows() -> int:
-                    found = cluster.execute(
-                        "SELECT count(*) FROM demo_items WHERE name = :name",
-                        database=database,
-                        params={"name": sent["name"]},
-                    )
-                    return int(found[0][0])
-
-                after_cut = rows()
+                after_cut = _rows(cluster, database, sent["name"])
                 statuses = asyncio.run(retry(service.url, path, sent["name"], sent["key"]))
-                after_retries = rows()
+                after_retries = _rows(cluster, database, sent["name"])
             try:
                 detail = str(response.json().get("detail"))
             except ValueError:
