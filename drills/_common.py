@@ -2,7 +2,7 @@
 
 A drill prints its figures as a few ``name: value`` lines, then one line per promise
 (``kept`` or ``BROKEN``), then one JSON line that starts with `RESULT_PREFIX` for the runner.
-It exits 1 when a promise broke, 2 when it could not run at all.
+It exits 1 when a promise broke (or none was checked), 2 when it could not run at all.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class Report:
         print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
         if error is not None:
             return 2
-        return 1 if self.broken else 0
+        # A drill that checked no promise has shown nothing: that is no pass.
+        return 1 if self.broken or not self.promises else 0
 
 
 def parse(description: str | None, argv: list[str] | None = None) -> argparse.Namespace:

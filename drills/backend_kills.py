@@ -1,10 +1,11 @@
 """Backends killed under load: idle ones, then busy ones, with asyncpg and with psycopg.
 
 Clients write items (POST, then GET) while the drill kills backends of the service's database
-with ``pg_terminate_backend`` every half second. Idle kills (``state = 'idle'``: the pool's
-connections between requests) must fail no request at all. Busy kills (any backend, in the
-middle of a statement or a COMMIT) may fail requests, but only with a 503 and
-``Retry-After``: no 500, no dropped connection, no acknowledged write lost, none twice.
+with ``pg_terminate_backend`` every half second: first only idle ones (``state = 'idle'``:
+the pool's connections between requests), then any (in the middle of a statement or a
+COMMIT). Promises: idle kills fail no request at all; busy kills fail requests only with a
+503 and ``Retry-After`` (no 500, no dropped connection), and no acknowledged write is lost
+or written twice.
 """
 
 from __future__ import annotations
