@@ -9,7 +9,6 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
@@ -151,9 +150,16 @@ class RawResponse:
 
 
 def encode_request(
-    method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    keep_alive: bool = False,
 ) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    if not keep_alive:
+        lines.append("Connection: close")
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
     if body is not None:
@@ -169,14 +175,58 @@ async def raw_request(
     started = time.monotonic()
     data = await asyncio.wait_for(_exchange(port, request), timeout)
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
+    status, headers = _parse_head(head)
+    return RawResponse(status, headers, body, time.monotonic() - started)
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
     if not lines or len(lines[0].split()) < 2:
-        raise ConnectionError(f"no HTTP answer ({len(data)} bytes)")
-    headers: dict[str, Any] = {}
+        raise ConnectionError(f"no HTTP answer ({len(head)} bytes)")
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return RawResponse(int(lines[0].split()[1]), headers, body, time.monotonic() - started)
+    return int(lines[0].split()[1]), headers
+
+
+CONNECTION_ERRORS = (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError)
+"""What a broken or refused connection raises (``ConnectionError`` is an ``OSError``)."""
+
+
+class KeptAlive:
+    """One client's kept-alive HTTP/1.1 connection: opened at the first request, reused,
+    opened again after an error or a ``Connection: close``."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(self, request: bytes, timeout: float = REQUEST_TIMEOUT) -> RawResponse:
+        """Send ``request`` (made with ``keep_alive=True``) and read its answer."""
+        started = time.monotonic()
+        try:
+            return await asyncio.wait_for(self._ask(request, started), timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _ask(self, request: bytes, started: float) -> RawResponse:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+        reader, writer = self.streams
+        writer.write(request)
+        await writer.drain()
+        status, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return RawResponse(status, headers, body, time.monotonic() - started)
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].transport.abort()
+            self.streams = None
 
 
 async def _exchange(port: int, request: bytes) -> bytes:

@@ -10,7 +10,8 @@ it to every drill, and drops it at the end. The services listen on 127.0.0.1:846
 invariant and hostile drills also use the shared PostgreSQL and MariaDB servers, in databases
 named ``test_drills`` (``DRILLS_POSTGRES_URL``, ``DRILLS_MARIADB_URL``). Each drill is a script
 run in a process of its own, within a time bound; the services' logs stay in the log
-directory, which the secrets drill reads last. Exit status: 0 when every promise held.
+directory, which the secrets drill reads last, with every drill's figures and promises in
+``results.json``. Exit status: 0 when every promise held.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[CLUSTER_ENV] = shared_env(cluster)
         for name in chosen:
             results.append(run_drill(name, args.full))
+    (logs / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print("\n== drills summary", flush=True)
     print(f"{'drill':<16} {'status':<7} {'kept':>5} {'seconds':>8}  broken promises")
     for result in results:
