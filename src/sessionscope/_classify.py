@@ -169,9 +169,10 @@ def cut_during_commit(error: BaseException) -> bool:
     traceback = error.__traceback__
     while traceback is not None:
         code = traceback.tb_frame.f_code
-        if code.co_name in _COMMIT_FRAMES and _package_of_module(
-            traceback.tb_frame.f_globals.get("__name__", "")
-        ) == "sqlalchemy":
+        if (
+            code.co_name in _COMMIT_FRAMES
+            and _package_of_module(traceback.tb_frame.f_globals.get("__name__", "")) == "sqlalchemy"
+        ):
             return True
         traceback = traceback.tb_next
     return False

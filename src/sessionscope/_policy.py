@@ -72,10 +72,10 @@ def http_error_for(
     code): a conflict → 409; a transient failure (an unavailable or busy database, a
     statement cancelled by its timeout, a serialization failure or a deadlock) → 503 with
     ``Retry-After``; a connection lost during the COMMIT itself (`cut_during_commit`) → 503
-    whose detail says that the outcome is unknown. Any other database error becomes a 500 when it broke the COMMIT
-    (``at_commit``); raised by the endpoint it is a bug in the app (a missing table, bad SQL)
-    and propagates to the server's error handler with its traceback. The detail never holds
-    SQL text or parameters.
+    whose detail says that the outcome is unknown. Any other database error becomes a 500
+    when it broke the COMMIT (``at_commit``); raised by the endpoint it is a bug in the app
+    (a missing table, bad SQL) and propagates to the server's error handler with its
+    traceback. The detail never holds SQL text or parameters.
     """
     if isinstance(error, DatabaseHTTPError):
         return error
