@@ -10,15 +10,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Annotated
 
 import anyio
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, Form, HTTPException, Response
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from sqlalchemy import String, create_engine, func, select, update
+from sqlalchemy import String, create_engine, func, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessionscope import (
@@ -26,10 +28,13 @@ from sessionscope import (
     ConfigurationError,
     Database,
     DbSession,
+    SessionScopeError,
     delete_expired_idempotency_keys,
     idempotency_table,
     unit_of_work,
 )
+
+from .conftest import require_server
 
 
 class Base(DeclarativeBase):
@@ -365,3 +370,107 @@ def test_idempotency_refuses_what_cannot_store_a_response() -> None:
             unit_of_work(idempotency=True, **options)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="True, False or 'required'"):
         unit_of_work(idempotency="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.postgres
+def test_a_failed_commit_keeps_neither_the_work_nor_the_key(flavour: str) -> None:
+    # A deferred unique constraint fails the COMMIT itself, after the response was stored in
+    # the transaction: the key goes with the work, and a retry runs again.
+    url = require_server("postgres")
+    engine = create_engine(url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE IF EXISTS idem_deferred")
+        connection.exec_driver_sql(
+            "CREATE TABLE idem_deferred (v integer, CONSTRAINT idem_deferred_v UNIQUE (v) "
+            "DEFERRABLE INITIALLY DEFERRED)"
+        )
+        connection.exec_driver_sql("INSERT INTO idem_deferred VALUES (1)")
+    db = Database(url, pool_size=2, max_overflow=0)
+    app = FastAPI(lifespan=db.lifespan)
+    calls: list[int] = []
+
+    @app.post("/sync/clash", status_code=201, dependencies=IDEMPOTENT)
+    def clash_sync(session: DbSession) -> dict[str, str]:
+        calls.append(1)
+        session.add(Order(label="clash"))
+        session.execute(text("INSERT INTO idem_deferred VALUES (1)"))
+        return {"ok": "yes"}
+
+    @app.post("/async/clash", status_code=201, dependencies=IDEMPOTENT)
+    async def clash_async(session: AsyncDbSession) -> dict[str, str]:
+        calls.append(1)
+        session.add(Order(label="clash"))
+        await session.execute(text("INSERT INTO idem_deferred VALUES (1)"))
+        return {"ok": "yes"}
+
+    try:
+        with TestClient(app) as client:
+            answers = [
+                client.post(f"/{flavour}/clash", headers={"Idempotency-Key": "k-7"})
+                for _ in range(2)
+            ]
+        assert [answer.status_code for answer in answers] == [409, 409]
+        assert "idempotent-replayed" not in answers[1].headers
+        assert len(calls) == 2
+        assert count(db) == 0
+        assert count(db, keys) == 0
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE idem_deferred")
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_a_streaming_response_on_an_idempotent_route_is_refused(db: Database, flavour: str) -> None:
+    app = FastAPI(lifespan=db.lifespan)
+
+    def chunks() -> Iterator[bytes]:
+        yield b"a"
+        yield b"b"
+
+    @app.post("/sync/stream", dependencies=IDEMPOTENT)
+    def stream_sync(session: DbSession) -> StreamingResponse:
+        session.add(Order(label="streamed"))
+        return StreamingResponse(chunks())
+
+    @app.post("/async/stream", dependencies=IDEMPOTENT)
+    async def stream_async(session: AsyncDbSession) -> StreamingResponse:
+        session.add(Order(label="streamed"))
+        return StreamingResponse(chunks())
+
+    with TestClient(app) as client:
+        with pytest.raises(SessionScopeError, match="streaming response"):
+            client.post(f"/{flavour}/stream", headers={"Idempotency-Key": "k-8"})
+        # Without a key nothing is stored: the stream goes out as on any route.
+        assert client.post(f"/{flavour}/stream").content == b"ab"
+    assert count(db) == 1
+    assert count(db, keys) == 0
+
+
+def test_a_form_body_is_part_of_the_fingerprint(db: Database, flavour: str) -> None:
+    # FastAPI reads a form before the dependencies run and keeps no bytes: the parsed form
+    # stands for the body.
+    pytest.importorskip("multipart", reason="forms need python-multipart")
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.post("/sync/form", status_code=201, dependencies=IDEMPOTENT)
+    def form_sync(label: Annotated[str, Form()], session: DbSession) -> dict[str, str]:
+        session.add(Order(label=label))
+        return {"label": label}
+
+    @app.post("/async/form", status_code=201, dependencies=IDEMPOTENT)
+    async def form_async(label: Annotated[str, Form()], session: AsyncDbSession) -> dict[str, str]:
+        session.add(Order(label=label))
+        return {"label": label}
+
+    headers = {"Idempotency-Key": "k-9"}
+    with TestClient(app) as client:
+        first = client.post(f"/{flavour}/form", data={"label": "f"}, headers=headers)
+        same = client.post(f"/{flavour}/form", data={"label": "f"}, headers=headers)
+        other = client.post(f"/{flavour}/form", data={"label": "g"}, headers=headers)
+    assert first.status_code == 201
+    assert same.headers["idempotent-replayed"] == "true"
+    assert other.status_code == 422
+    assert count(db) == 1
