@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -20,7 +21,7 @@ from fastapi import FastAPI, Form, HTTPException, Response
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from sqlalchemy import String, create_engine, func, select, text, update
+from sqlalchemy import String, create_engine, delete, func, inspect, select, text, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessionscope import (
@@ -153,13 +154,30 @@ def orders_app(db: Database, gate: Gate | None = None) -> FastAPI:
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
+    with order_tables(database_url) as database:
+        yield database
+
+
+@contextmanager
+def order_tables(database_url: str) -> Iterator[Database]:
+    """A database with the tables of `orders_app`, dropped afterwards."""
     engine = create_engine(database_url)
-    Base.metadata.drop_all(engine)
+    # The key table may be the example service's, migrated on the same test database: it is
+    # emptied, and dropped only when this test made it.
+    found = inspect(engine).has_table(keys.name)
+    Order.__table__.drop(engine, checkfirst=True)
     Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(delete(keys))
     try:
         yield Database(database_url, pool_size=2, max_overflow=2)
     finally:
-        Base.metadata.drop_all(engine)
+        Order.__table__.drop(engine)
+        if found:
+            with engine.begin() as connection:
+                connection.execute(delete(keys))
+        else:
+            keys.drop(engine)
         engine.dispose()
 
 
@@ -378,8 +396,6 @@ def test_a_failed_commit_keeps_neither_the_work_nor_the_key(flavour: str) -> Non
     # the transaction: the key goes with the work, and a retry runs again.
     url = require_server("postgres")
     engine = create_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
     with engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE IF EXISTS idem_deferred")
         connection.exec_driver_sql(
@@ -387,39 +403,41 @@ def test_a_failed_commit_keeps_neither_the_work_nor_the_key(flavour: str) -> Non
             "DEFERRABLE INITIALLY DEFERRED)"
         )
         connection.exec_driver_sql("INSERT INTO idem_deferred VALUES (1)")
-    db = Database(url, pool_size=2, max_overflow=0)
-    app = FastAPI(lifespan=db.lifespan)
     calls: list[int] = []
 
-    @app.post("/sync/clash", status_code=201, dependencies=IDEMPOTENT)
-    def clash_sync(session: DbSession) -> dict[str, str]:
-        calls.append(1)
-        session.add(Order(label="clash"))
-        session.execute(text("INSERT INTO idem_deferred VALUES (1)"))
-        return {"ok": "yes"}
+    def clash_app(db: Database) -> FastAPI:
+        app = FastAPI(lifespan=db.lifespan)
 
-    @app.post("/async/clash", status_code=201, dependencies=IDEMPOTENT)
-    async def clash_async(session: AsyncDbSession) -> dict[str, str]:
-        calls.append(1)
-        session.add(Order(label="clash"))
-        await session.execute(text("INSERT INTO idem_deferred VALUES (1)"))
-        return {"ok": "yes"}
+        @app.post("/sync/clash", status_code=201, dependencies=IDEMPOTENT)
+        def clash_sync(session: DbSession) -> dict[str, str]:
+            calls.append(1)
+            session.add(Order(label="clash"))
+            session.execute(text("INSERT INTO idem_deferred VALUES (1)"))
+            return {"ok": "yes"}
+
+        @app.post("/async/clash", status_code=201, dependencies=IDEMPOTENT)
+        async def clash_async(session: AsyncDbSession) -> dict[str, str]:
+            calls.append(1)
+            session.add(Order(label="clash"))
+            await session.execute(text("INSERT INTO idem_deferred VALUES (1)"))
+            return {"ok": "yes"}
+
+        return app
 
     try:
-        with TestClient(app) as client:
+        with order_tables(url) as db, TestClient(clash_app(db)) as client:
             answers = [
                 client.post(f"/{flavour}/clash", headers={"Idempotency-Key": "k-7"})
                 for _ in range(2)
             ]
-        assert [answer.status_code for answer in answers] == [409, 409]
-        assert "idempotent-replayed" not in answers[1].headers
-        assert len(calls) == 2
-        assert count(db) == 0
-        assert count(db, keys) == 0
+            assert [answer.status_code for answer in answers] == [409, 409]
+            assert "idempotent-replayed" not in answers[1].headers
+            assert len(calls) == 2
+            assert count(db) == 0
+            assert count(db, keys) == 0
     finally:
         with engine.begin() as connection:
             connection.exec_driver_sql("DROP TABLE idem_deferred")
-        Base.metadata.drop_all(engine)
         engine.dispose()
 
 

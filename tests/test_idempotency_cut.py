@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import make_url
 
 from sessionscope import Database
 
 from .commit_cutter import CommitCutter
 from .conftest import require_server
-from .test_idempotency import Base, Order, count, orders_app
+from .test_idempotency import count, order_tables, orders_app
 
 pytestmark = pytest.mark.postgres
 
@@ -26,16 +26,11 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def cutter() -> Iterator[tuple[CommitCutter, Database]]:
     url = make_url(require_server("postgres"))
-    engine = create_engine(url)
-    Base.metadata.drop_all(engine)
-    Base.metadata.create_all(engine)
-    try:
-        with CommitCutter(url.host or "127.0.0.1", url.port or 5432) as proxy:
-            db = Database(url.set(host="127.0.0.1", port=proxy.port), pool_size=2, max_overflow=0)
-            yield proxy, db
-    finally:
-        Base.metadata.drop_all(engine)
-        engine.dispose()
+    with (
+        order_tables(url.render_as_string(hide_password=False)),
+        CommitCutter(url.host or "127.0.0.1", url.port or 5432) as proxy,
+    ):
+        yield proxy, Database(url.set(host="127.0.0.1", port=proxy.port), pool_size=2)
 
 
 @pytest.mark.parametrize("landed", [True, False], ids=["landed", "lost"])
@@ -85,6 +80,3 @@ def db_for_count(db: Database) -> Database:
     """The database itself, not through the proxy."""
     direct = make_url(require_server("postgres"))
     return Database(direct.render_as_string(hide_password=False), check_on_startup=False)
-
-
-__all__ = ["Order"]
