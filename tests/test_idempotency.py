@@ -57,6 +57,14 @@ class OrderIn(BaseModel):
 
 IDEMPOTENT = [unit_of_work(idempotency=True)]
 
+LEFTOVERS = {
+    # What a claim could leave on a pooled connection: advisory locks, a lock wait timeout.
+    "postgresql": "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+    "AND pid = pg_backend_pid()",
+    "mysql": "SELECT @@SESSION.innodb_lock_wait_timeout = @@GLOBAL.innodb_lock_wait_timeout",
+    "sqlite": "SELECT 0",
+}
+
 
 class Gate:
     """Holds the endpoints of ``/held`` routes until released, and tells when one is inside."""
@@ -132,6 +140,23 @@ def orders_app(db: Database, gate: Gate | None = None) -> FastAPI:
         body: OrderIn, session: AsyncDbSession, response: Response
     ) -> dict[str, object]:
         return await create_async(body, session, response)
+
+    @app.post("/sync/audited", dependencies=[unit_of_work(idempotency=True, commit="below_500")])
+    def audited_sync(body: OrderIn, session: DbSession) -> None:
+        refused_sync(body, session)
+
+    @app.post("/async/audited", dependencies=[unit_of_work(idempotency=True, commit="below_500")])
+    async def audited_async(body: OrderIn, session: AsyncDbSession) -> None:
+        await refused_async(body, session)
+
+    @app.get("/sync/leftovers")
+    def leftovers_sync(session: DbSession) -> list[object]:
+        return list(session.execute(text(LEFTOVERS[session.get_bind().dialect.name])).one())
+
+    @app.get("/async/leftovers")
+    async def leftovers_async(session: AsyncDbSession) -> list[object]:
+        query = text(LEFTOVERS[session.get_bind().dialect.name])
+        return list((await session.execute(query)).one())
 
     if gate is not None:
 
@@ -257,6 +282,32 @@ def test_a_rolled_back_request_stores_nothing_and_runs_again(db: Database, flavo
     assert app.state.calls == 2
     assert count(db) == 0
     assert count(db, keys) == 0
+
+
+def test_a_route_that_commits_its_4xx_stores_it(db: Database, flavour: str) -> None:
+    app = orders_app(db)
+    headers = {"Idempotency-Key": "k-10"}
+    with TestClient(app) as client:
+        answers = [
+            client.post(f"/{flavour}/audited", json={"label": "a"}, headers=headers)
+            for _ in range(2)
+        ]
+    assert [answer.status_code for answer in answers] == [400, 400]
+    assert answers[1].headers["idempotent-replayed"] == "true"
+    assert app.state.calls == 1
+    assert count(db) == 1
+
+
+def test_claims_leave_nothing_on_the_pooled_connection(database_url: str, flavour: str) -> None:
+    with order_tables(database_url):
+        db = Database(database_url, pool_size=1, max_overflow=0)
+        app = orders_app(db)
+        headers = {"Idempotency-Key": "k-11"}
+        with TestClient(app) as client:
+            for label in ("a", "a", "b"):  # claimed, replayed, refused (422)
+                client.post(f"/{flavour}/orders", json={"label": label}, headers=headers)
+            leftovers = client.get(f"/{flavour}/leftovers").json()
+    assert leftovers == ([1] if db.sync_engine.dialect.name == "mysql" else [0])
 
 
 def test_an_expired_key_is_new_and_is_purged(db: Database, flavour: str) -> None:

@@ -119,7 +119,7 @@ def delete_expired_idempotency_keys(connection: Connection | Session) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-@dataclass
+@dataclass(eq=False)
 class StoredResponse(Exception):
     """The response stored for a key: raised by the claim so that the request boundary sends
     it in place of running the endpoint. Not a `SessionScopeError`: no handler of the app
