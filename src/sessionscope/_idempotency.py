@@ -24,7 +24,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -150,17 +150,16 @@ class Claim:
     fingerprint: str
     ttl: float
     start: Message | None = None
-    body: list[bytes] = field(default_factory=list)
 
     def hold(self, message: Message) -> Message | None:
         """Keep a message of the response; returns the start message once the response is
         complete (``message`` is then its last body part)."""
-        if message["type"] == "http.response.start":
+        kind = message["type"]
+        if kind == "http.response.start":
             self.start = message
             return None
-        if message["type"] != "http.response.body":
-            return None
-        if message.get("more_body", False):
+        if kind != "http.response.body" or message.get("more_body", False):
+            # A stream, a file sent in parts or by the server (pathsend): nothing to store.
             raise SessionScopeError(
                 f"`{self.route}` is declared unit_of_work(idempotency=True) and answered with "
                 "a streaming response: an idempotent route's response is stored with its "
@@ -363,13 +362,12 @@ async def record_response(unit: UnitOfWork, claim: Claim, start: Message, last: 
     if not should_commit(status, None, unit.policy):
         return
     headers: Sequence[tuple[bytes, bytes]] = start.get("headers", ())
-    claim.body.append(bytes(last.get("body", b"")))
     values = {
         "status_code": status,
         "response_headers": json.dumps(
             [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
         ),
-        "response_body": base64.b64encode(b"".join(claim.body)).decode("ascii"),
+        "response_body": base64.b64encode(bytes(last.get("body", b""))).decode("ascii"),
     }
     statement = update(_table).where(_table.c.key_hash == claim.key_hash).values(values)
     if unit.async_session is not None:
