@@ -12,17 +12,15 @@ from docs_src.idempotency import client as payments_client
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, func, select
 
+from .test_idempotency import tables_and_keys
+
 
 @pytest.fixture
 def payments(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("DATABASE_URL", database_url)
     module = importlib.reload(importlib.import_module("docs_src.idempotency.app"))
-    engine = create_engine(database_url)
-    module.Base.metadata.drop_all(engine)
-    module.Base.metadata.create_all(engine)
-    yield module
-    module.Base.metadata.drop_all(engine)
-    engine.dispose()
+    with tables_and_keys(database_url, module.Payment.__table__):
+        yield module
 
 
 def payments_made(module: ModuleType) -> int:

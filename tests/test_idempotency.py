@@ -21,7 +21,17 @@ from fastapi import FastAPI, Form, HTTPException, Response
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
-from sqlalchemy import String, create_engine, delete, func, inspect, select, text, update
+from sqlalchemy import (
+    String,
+    Table,
+    create_engine,
+    delete,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sessionscope import (
@@ -186,18 +196,28 @@ def db(database_url: str) -> Iterator[Database]:
 @contextmanager
 def order_tables(database_url: str) -> Iterator[Database]:
     """A database with the tables of `orders_app`, dropped afterwards."""
+    with tables_and_keys(database_url, Order.__table__):  # type: ignore[arg-type]
+        yield Database(database_url, pool_size=2, max_overflow=2)
+
+
+@contextmanager
+def tables_and_keys(database_url: str, *tables: Table) -> Iterator[None]:
+    """``tables``, new and dropped afterwards, and an empty key table. The key table may be
+    the example service's, migrated on the same test database: it is dropped only when it
+    was made here."""
     engine = create_engine(database_url)
-    # The key table may be the example service's, migrated on the same test database: it is
-    # emptied, and dropped only when this test made it.
     found = inspect(engine).has_table(keys.name)
-    Order.__table__.drop(engine, checkfirst=True)
-    Base.metadata.create_all(engine)
+    for table in reversed(tables):
+        table.drop(engine, checkfirst=True)
+    for table in (*tables, keys):
+        table.create(engine, checkfirst=True)
     with engine.begin() as connection:
         connection.execute(delete(keys))
     try:
-        yield Database(database_url, pool_size=2, max_overflow=2)
+        yield
     finally:
-        Order.__table__.drop(engine)
+        for table in reversed(tables):
+            table.drop(engine)
         if found:
             with engine.begin() as connection:
                 connection.execute(delete(keys))

@@ -26,7 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio
 from sqlalchemy import (
@@ -53,10 +53,8 @@ from starlette.requests import Request
 from starlette.types import Message, Send
 
 from ._errors import IdempotencyKeyError, SessionScopeError
-from ._policy import should_commit
-
-if TYPE_CHECKING:
-    from ._unit import UnitOfWork
+from ._policy import CommitPolicy, should_commit
+from ._runtime import Binder
 
 HEADER = "idempotency-key"
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
@@ -355,7 +353,23 @@ def _is_lock_wait_timeout(error: sa_exc.OperationalError) -> bool:
 # -- the response ------------------------------------------------------------------------
 
 
-async def record_response(unit: UnitOfWork, claim: Claim, start: Message, last: Message) -> None:
+class Recording(Protocol):
+    """What `record_response` reads of a unit of work."""
+
+    @property
+    def policy(self) -> CommitPolicy: ...
+
+    @property
+    def sync_session(self) -> Session | None: ...
+
+    @property
+    def async_session(self) -> AsyncSession | None: ...
+
+    @property
+    def binder(self) -> Binder | None: ...
+
+
+async def record_response(unit: Recording, claim: Claim, start: Message, last: Message) -> None:
     """Store the response in the unit's transaction, when the unit is about to commit; a
     unit that rolls back forgets the key with the rest of its work."""
     status = int(start["status"])
