@@ -23,7 +23,7 @@ from ._errors import (
     SessionClosedError,
     SessionScopeError,
 )
-from ._idempotency import delete_expired_idempotency_keys, idempotency_table
+from ._idempotency_table import delete_expired_idempotency_keys, idempotency_table
 from ._observe import QueryStats, QueryStatsLogFilter, query_stats
 from ._policy import CommitPolicy, should_commit
 from ._replicas import ReplicaStatus

@@ -25,27 +25,13 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 import anyio
-from sqlalchemy import (
-    Column,
-    Connection,
-    DateTime,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -53,68 +39,18 @@ from starlette.requests import Request
 from starlette.types import Message, Send
 
 from ._errors import IdempotencyKeyError, SessionScopeError
+from ._idempotency_table import KEYS, MAX_KEY_LENGTH, ROUTE_LENGTH, utc_now
 from ._policy import CommitPolicy, should_commit
 from ._runtime import Binder
 
 HEADER = "idempotency-key"
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
-TABLE_NAME = "sessionscope_idempotency_keys"
-MAX_KEY_LENGTH = 255
-"""The longest key accepted, in characters (Stripe's limit)."""
-
-_ROUTE_LENGTH = 255
 # The first of the two keys of PostgreSQL's advisory locks taken by claims: the two-key form
 # keeps them apart from an app's own single-key locks. "ssik" in ASCII.
 _PG_LOCK_CLASS = 0x7373696B
 _MYSQL_LOCK_WAIT_TIMEOUT = 1205
 
 IdempotencyMode = Literal["required"] | bool
-
-
-def idempotency_table(metadata: MetaData) -> Table:
-    """The table of idempotency keys (``sessionscope_idempotency_keys``), added to
-    ``metadata`` so that ``metadata.create_all()`` and Alembic's autogenerate create it with
-    the app's own tables. Returns the table already there when ``metadata`` has it."""
-    existing = metadata.tables.get(TABLE_NAME)
-    if existing is not None:
-        return existing
-    return Table(
-        TABLE_NAME,
-        metadata,
-        # sha256 of the route and the key: fixed length, so MariaDB indexes it whole.
-        Column("key_hash", String(64), primary_key=True),
-        Column("route", String(_ROUTE_LENGTH), nullable=False),
-        Column("idempotency_key", String(MAX_KEY_LENGTH), nullable=False),
-        Column("fingerprint", String(64), nullable=False),
-        Column("status_code", Integer, nullable=True),
-        Column("response_headers", Text, nullable=True),
-        # Base64: aiomysql cannot send bytes parameters with PyMySQL >= 1.2.
-        Column(
-            "response_body",
-            Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
-            nullable=True,
-        ),
-        Column("created_at", DateTime, nullable=False),
-        Column("expires_at", DateTime, nullable=False),
-        Index(f"ix_{TABLE_NAME}_expires_at", "expires_at"),
-    )
-
-
-_table = idempotency_table(MetaData())
-
-
-def _utc_now() -> datetime:
-    # Naive UTC to the second: what every supported database's DATETIME stores exactly.
-    return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-
-
-def delete_expired_idempotency_keys(connection: Connection | Session) -> int:
-    """Delete the expired idempotency keys; returns how many. Expired keys are treated as
-    new already: this only keeps the table small. Run it from a scheduled job, e.g.
-    ``with db.transaction() as session: delete_expired_idempotency_keys(session)``, or with
-    ``sessionscope db purge-idempotency-keys``."""
-    result = connection.execute(delete(_table).where(_table.c.expires_at <= _utc_now()))
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 @dataclass(eq=False)
@@ -206,7 +142,7 @@ async def new_claim(request: Request, route: str, key: str, ttl: float) -> Claim
     key_hash = hashlib.sha256(f"{route}\0{key}".encode()).hexdigest()
     return Claim(
         key_hash=key_hash,
-        route=route[:_ROUTE_LENGTH],
+        route=route[:ROUTE_LENGTH],
         key=key,
         fingerprint=digest.hexdigest(),
         ttl=ttl,
@@ -269,7 +205,7 @@ def _claim_in_session(session: Session, claim: Claim) -> _Outcome:
 
 
 def _claim(connection: Connection, claim: Claim) -> _Outcome:
-    now = _utc_now()
+    now = utc_now()
     row_values = {
         "key_hash": claim.key_hash,
         "route": claim.route,
@@ -285,14 +221,14 @@ def _claim(connection: Connection, claim: Claim) -> _Outcome:
             lock = func.pg_try_advisory_xact_lock(_PG_LOCK_CLASS, _lock_key(claim.key_hash))
             if not connection.scalar(select(lock)):
                 return "running"
-            statement: Any = postgresql.insert(_table).on_conflict_do_nothing()
+            statement: Any = postgresql.insert(KEYS).on_conflict_do_nothing()
         elif dialect.name == "sqlite":
-            statement = sqlite.insert(_table).on_conflict_do_nothing()
+            statement = sqlite.insert(KEYS).on_conflict_do_nothing()
         else:
-            statement = _table.insert().prefix_with("IGNORE")
+            statement = KEYS.insert().prefix_with("IGNORE")
         if _execute(connection, statement.values(row_values), mariadb).rowcount == 1:
             return "claimed"
-        query = select(_table).where(_table.c.key_hash == claim.key_hash)
+        query = select(KEYS).where(KEYS.c.key_hash == claim.key_hash)
         if dialect.name == "mysql":
             # A locking read sees the latest committed row whatever the snapshot; shared, so
             # concurrent replays do not wait for one another.
@@ -302,8 +238,8 @@ def _claim(connection: Connection, claim: Claim) -> _Outcome:
             return "running"  # deleted in between: as good as taken
         if row.expires_at <= now:
             renew = (
-                update(_table)
-                .where(_table.c.key_hash == claim.key_hash, _table.c.expires_at <= now)
+                update(KEYS)
+                .where(KEYS.c.key_hash == claim.key_hash, KEYS.c.expires_at <= now)
                 .values(**row_values, status_code=None, response_headers=None, response_body=None)
             )
             renewed = _execute(connection, renew, mariadb)
@@ -383,7 +319,7 @@ async def record_response(unit: Recording, claim: Claim, start: Message, last: M
         ),
         "response_body": base64.b64encode(bytes(last.get("body", b""))).decode("ascii"),
     }
-    statement = update(_table).where(_table.c.key_hash == claim.key_hash).values(values)
+    statement = update(KEYS).where(KEYS.c.key_hash == claim.key_hash).values(values)
     if unit.async_session is not None:
         await unit.async_session.execute(statement)
     elif unit.sync_session is not None:
