@@ -7,12 +7,14 @@ from ._discovery import database_of
 from ._errors import (
     BlockingSessionError,
     CommitFailedError,
+    CommitOutcomeUnknownError,
     ConcurrentSessionUseError,
     ConfigurationError,
     ConflictError,
     DatabaseBusyError,
     DatabaseHTTPError,
     DatabaseUnavailableError,
+    IdempotencyKeyError,
     ManualCommitWarning,
     MissingDriverError,
     MissingExtraError,
@@ -21,6 +23,7 @@ from ._errors import (
     SessionClosedError,
     SessionScopeError,
 )
+from ._idempotency_table import delete_expired_idempotency_keys, idempotency_table
 from ._observe import QueryStats, QueryStatsLogFilter, query_stats
 from ._policy import CommitPolicy, should_commit
 from ._replicas import ReplicaStatus
@@ -35,6 +38,7 @@ __all__ = [
     "Attempt",
     "BlockingSessionError",
     "CommitFailedError",
+    "CommitOutcomeUnknownError",
     "CommitPolicy",
     "ConcurrentSessionUseError",
     "ConfigurationError",
@@ -49,6 +53,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DbSession",
     "HistogramStats",
+    "IdempotencyKeyError",
     "IsolationLevel",
     "ManualCommitWarning",
     "MissingDriverError",
@@ -65,8 +70,10 @@ __all__ = [
     "Transaction",
     "after_commit",
     "database_of",
+    "delete_expired_idempotency_keys",
     "get_async_session",
     "get_session",
+    "idempotency_table",
     "query_stats",
     "should_commit",
     "unit_of_work",

@@ -12,6 +12,10 @@ see `_disconnect`).
 A route with ``unit_of_work(retries=N)`` whose statement or COMMIT fails with a serialization
 failure or a deadlock before the response starts runs again here: a fresh unit of work, the
 scope as it came in, the body messages replayed.
+
+A route with ``unit_of_work(idempotency=True)`` that claimed the request's key has its
+response held here until it is complete: it is stored in the unit of work, committed with
+its work, then sent (`_idempotency`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY
 from ._disconnect import ClientWatch
+from ._idempotency import StoredResponse, record_response
 from ._observe import with_server_timing
 from ._policy import http_error_for, should_commit
 from ._retry import backoff_delay, is_retryable, is_statement_timeout, log_retry
@@ -146,7 +151,24 @@ class UnitOfWorkBoundary:
             nonlocal started
             if not unit.ended:
                 kind = message["type"]
-                if kind == "http.response.start":
+                if unit.idempotency is not None:
+                    # An idempotent request's response is held until complete, stored in its
+                    # unit of work, committed with it, and only then sent.
+                    start = unit.idempotency.hold(message)
+                    if start is None:
+                        return
+                    try:
+                        await record_response(unit, unit.idempotency, start, message)
+                    except Exception as error:
+                        raise _CommitFailed(error) from None
+                    await _end_or_raise(unit, start["status"], watch)
+                    if config.server_timing and unit.observation is not None:
+                        start = with_server_timing(start, unit.observation)
+                    if config.replicas:
+                        start = with_replica_headers(start, unit, config)
+                    started = True
+                    await send(start)
+                elif kind == "http.response.start":
                     if not unit.keep_for_stream:
                         await _end_or_raise(unit, message["status"], watch)
                         if config.server_timing and unit.observation is not None:
@@ -163,6 +185,12 @@ class UnitOfWorkBoundary:
 
         try:
             await self.app(scope, receive if watch is None else watch.receive, send_after_commit)
+        except StoredResponse as stored:
+            # The request's Idempotency-Key was answered before: its response again, without
+            # the endpoint.
+            await unit.end(commit=False)
+            started = True
+            await stored.send_to(send)
         except _CommitFailed as failed:
             if not started and _may_run_again(unit, failed.error, attempt, scope):
                 raise _RunAgain(failed.error, unit.retries) from None

@@ -144,6 +144,37 @@ def is_transient(error: BaseException) -> bool:
     return classify(error) in TRANSIENT_KINDS
 
 
+def cut_during_commit(error: BaseException) -> bool:
+    """Whether ``error`` is a lost connection raised by the DBAPI connection's ``commit()``:
+    the COMMIT may have reached the server and been applied before the connection broke.
+
+    A failure before the COMMIT was sent (a flush, the checkout of a connection) and every
+    error the server answered (a serialization failure, a constraint checked at COMMIT) are
+    known outcomes: nothing was written.
+    """
+    if classify(error) != "unavailable" or isinstance(error, sa_exc.TimeoutError):
+        return False
+    traceback = error.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if (
+            code.co_name in _COMMIT_FRAMES
+            and _package_of_module(traceback.tb_frame.f_globals.get("__name__", "")) == "sqlalchemy"
+        ):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+# SQLAlchemy's Connection sends the COMMIT of a transaction (and of a prepared two-phase
+# one) through these: a frame of one of them in the traceback places the failure there.
+_COMMIT_FRAMES = frozenset({"_commit_impl", "_commit_twophase_impl"})
+
+
+def _package_of_module(module: object) -> str:
+    return module.partition(".")[0] if isinstance(module, str) else ""
+
+
 def _classify_driver_error(orig: BaseException | None) -> FailureKind:
     if orig is None:
         return "other"

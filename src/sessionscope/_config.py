@@ -203,6 +203,11 @@ class DatabaseConfig:
     """One OpenTelemetry span per request unit of work, under the request's span (extra
     ``otel``)."""
 
+    idempotency_ttl: float = 86400.0
+    """Seconds an idempotency key (``unit_of_work(idempotency=True)``) and its stored response
+    are kept: a retry within this time gets the stored response, a later one runs as a new
+    request. Default: 24 hours."""
+
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
 
@@ -252,6 +257,10 @@ class DatabaseConfig:
         if self.slow_query_threshold is not None and self.slow_query_threshold < 0:
             raise ConfigurationError(
                 f"slow_query_threshold must be None or >= 0, got {self.slow_query_threshold}"
+            )
+        if self.idempotency_ttl <= 0:
+            raise ConfigurationError(
+                f"idempotency_ttl must be positive (seconds), got {self.idempotency_ttl}"
             )
         self._check_replicas()
 
@@ -370,6 +379,7 @@ class DatabaseOptions(TypedDict, total=False):
     slow_query_threshold: float | None
     prometheus: bool
     opentelemetry: bool
+    idempotency_ttl: float
     engine_options: Mapping[str, Any]
 
 
@@ -413,6 +423,7 @@ class DatabaseSettings(BaseSettings):
     slow_query_threshold: float | None = default("slow_query_threshold")
     prometheus: bool = default("prometheus")
     opentelemetry: bool = default("opentelemetry")
+    idempotency_ttl: float = default("idempotency_ttl")
     statement_timeout: float | None = default("statement_timeout")
     pgbouncer: bool = default("pgbouncer")
     retry_lock_timeouts: bool = default("retry_lock_timeouts")

@@ -30,6 +30,7 @@ from ._bookmarks import (
 )
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
+from ._idempotency import Claim
 from ._observe import Observation
 from ._policy import CommitPolicy, http_error_for
 from ._reconnect import arm
@@ -69,6 +70,7 @@ class UnitOfWork:
         "bookmark",
         "config",
         "ended",
+        "idempotency",
         "isolation",
         "keep_for_stream",
         "min_lsn",
@@ -121,6 +123,8 @@ class UnitOfWork:
         self.retries = 0
         """How many times a request's unit of work is re-run on a retryable error."""
         self.keep_for_stream = False
+        self.idempotency: Claim | None = None
+        """The request's claimed ``Idempotency-Key`` (``unit_of_work(idempotency=True)``)."""
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None

@@ -160,6 +160,16 @@ def db_current(app: AppOption = None, config: ConfigOption = Path("alembic.ini")
     _print_current(alembic_config, db)
 
 
+@db_cli.command("purge-idempotency-keys")
+def db_purge_idempotency_keys(
+    app: AppOption = None, config: ConfigOption = Path("alembic.ini")
+) -> None:
+    """Delete the expired idempotency keys (their stored responses with them)."""
+    _, db = _configured(config, app, "purge-idempotency-keys")
+    deleted = _run("purge-idempotency-keys", db, lambda: _migrations.purge_idempotency_keys(db))
+    typer.echo(f"{db.url}: deleted {deleted} expired idempotency key(s)")
+
+
 def _configured(config: Path, app: str | None, name: str) -> tuple[Config, Database]:
     try:
         return _migrations.config(config, app)
