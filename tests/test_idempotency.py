@@ -541,7 +541,6 @@ def test_a_streaming_response_on_an_idempotent_route_is_refused(db: Database, fl
 def test_a_form_body_is_part_of_the_fingerprint(db: Database, flavour: str) -> None:
     # FastAPI reads a form before the dependencies run and keeps no bytes: the parsed form
     # stands for the body.
-    pytest.importorskip("multipart", reason="forms need python-multipart")
     app = FastAPI(lifespan=db.lifespan)
 
     @app.post("/sync/form", status_code=201, dependencies=IDEMPOTENT)
