@@ -19,7 +19,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy import exc as sa_exc
 
-from sessionscope._classify import FailureKind, classify, is_retryable, is_transient
+from sessionscope._classify import FailureKind, classify, is_transient
+from sessionscope._retry import is_retryable
 
 
 def _wrapped(

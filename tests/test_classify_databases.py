@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import Connection, create_engine, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from sessionscope._classify import FailureKind, classify, is_retryable
+from sessionscope._classify import FailureKind, classify
 from sessionscope._policy import http_error_for
+from sessionscope._retry import is_retryable
 
 from .conftest import require_server
 

@@ -32,6 +32,8 @@ def test_config_rejects_impossible_values() -> None:
         DatabaseConfig(overflow_idle_timeout=-1)
     with pytest.raises(ConfigurationError, match="ping_after_idle"):
         DatabaseConfig(ping_after_idle=-1)
+    with pytest.raises(ConfigurationError, match="idempotency_ttl"):
+        DatabaseConfig(idempotency_ttl=0)
 
 
 def test_config_is_frozen() -> None:
@@ -53,7 +55,9 @@ def test_from_env_reads_database_variables(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:pw@h/db")
     monkeypatch.setenv("DATABASE_POOL_SIZE", "12")
     monkeypatch.setenv("DATABASE_OVERFLOW_IDLE_TIMEOUT", "2.5")
+    monkeypatch.setenv("DATABASE_IDEMPOTENCY_TTL", "3600")
     db = Database.from_env()
+    assert db.config.idempotency_ttl == 3600
     assert db.config.url == "postgresql+asyncpg://u:pw@h/db"
     assert db.config.pool_size == 12
     assert db.config.overflow_idle_timeout == 2.5

@@ -155,8 +155,38 @@ def test_a_connection_lost_before_commit_answers_503(backend: str, flavour: str)
             response = client.post(f"/{flavour}/notes")
             assert response.status_code == 503
             assert response.headers["retry-after"] == "1"
+            # The COMMIT went to a dead connection: nobody can tell whether it landed.
+            assert "outcome is unknown" in response.json()["detail"]
+            assert "Idempotency-Key" in response.json()["detail"]
         with db.sync_engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(Note)) == 0
     finally:
         Base.metadata.drop_all(db.sync_engine)
         db.sync_engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("drivername", "flavour"),
+    [("postgresql+psycopg", "sync"), ("postgresql+asyncpg", "async"), ("mysql+pymysql", "sync")],
+)
+def test_a_connection_refused_at_commit_is_a_known_outcome(drivername: str, flavour: str) -> None:
+    # The endpoint only adds a row: the COMMIT's flush is the first to need a connection, and
+    # cannot get one. Nothing was sent, so nothing landed: the ordinary busy answer.
+    url = f"{drivername}://nobody@127.0.0.1:{_closed_port()}/nothing"
+    db = Database(url, check_on_startup=False)
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.post("/sync/notes", status_code=201)
+    def create_sync(session: DbSession) -> dict[str, int]:
+        session.add(Note(text="never sent"))
+        return {}
+
+    @app.post("/async/notes", status_code=201)
+    async def create_async(session: AsyncDbSession) -> dict[str, int]:
+        session.add(Note(text="never sent"))
+        return {}
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post(f"/{flavour}/notes")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The database is busy or unavailable; retry later."}

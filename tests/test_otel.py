@@ -142,15 +142,19 @@ def test_no_unit_spans_when_off(
     assert [s for s in finished if s.kind == SpanKind.SERVER]
 
 
-def test_no_unit_span_outside_a_traced_request(provider: TracerProvider) -> None:
+def test_no_unit_span_outside_a_traced_request(
+    provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
     from sessionscope._observe import Observation
-    from sessionscope._otel import make_tracer, start_unit_span
+    from sessionscope._otel import make_tracer, record_unit_span, unit_parent
 
     tracer = make_tracer()
     observation = Observation("GET", "/items", 0.0, None)
-    assert start_unit_span(tracer, observation) is None  # no request span to nest under
-    with provider.get_tracer("test").start_as_current_span("GET /items"):
-        span = start_unit_span(tracer, observation)
-    assert span is not None
-    assert span.is_recording()
-    span.end()
+    assert unit_parent(observation) is None  # no request span to nest under
+    with provider.get_tracer("test").start_as_current_span("GET /items") as request:
+        observation.span = unit_parent(observation)
+    assert observation.span is request
+    record_unit_span(tracer, observation, True, None)
+    (unit,) = [s for s in spans.get_finished_spans() if s.name == UNIT_SPAN]
+    assert unit.parent is not None
+    assert unit.parent.span_id == request.get_span_context().span_id

@@ -8,12 +8,14 @@ from ._driver import DriverConnection, DriverDependency, driver_connection, driv
 from ._errors import (
     BlockingSessionError,
     CommitFailedError,
+    CommitOutcomeUnknownError,
     ConcurrentSessionUseError,
     ConfigurationError,
     ConflictError,
     DatabaseBusyError,
     DatabaseHTTPError,
     DatabaseUnavailableError,
+    IdempotencyKeyError,
     ManualCommitWarning,
     MissingDriverError,
     MissingExtraError,
@@ -22,6 +24,7 @@ from ._errors import (
     SessionClosedError,
     SessionScopeError,
 )
+from ._idempotency_table import delete_expired_idempotency_keys, idempotency_table
 from ._observe import QueryStats, QueryStatsLogFilter, query_stats
 from ._policy import CommitPolicy, should_commit
 from ._replicas import ReplicaStatus
@@ -36,6 +39,7 @@ __all__ = [
     "Attempt",
     "BlockingSessionError",
     "CommitFailedError",
+    "CommitOutcomeUnknownError",
     "CommitPolicy",
     "ConcurrentSessionUseError",
     "ConfigurationError",
@@ -52,6 +56,7 @@ __all__ = [
     "DriverConnection",
     "DriverDependency",
     "HistogramStats",
+    "IdempotencyKeyError",
     "IsolationLevel",
     "ManualCommitWarning",
     "MissingDriverError",
@@ -68,10 +73,12 @@ __all__ = [
     "Transaction",
     "after_commit",
     "database_of",
+    "delete_expired_idempotency_keys",
     "driver_connection",
     "driver_dependency",
     "get_async_session",
     "get_session",
+    "idempotency_table",
     "query_stats",
     "should_commit",
     "unit_of_work",

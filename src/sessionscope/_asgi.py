@@ -6,9 +6,16 @@ is about to receive decides commit or rollback, and the COMMIT completes before 
 (the first byte) goes out. A failed COMMIT is raised as a `DatabaseHTTPError`, which the app's
 own ``HTTPException`` handler renders, so CORS, logging and every other middleware see it.
 
+A client that went away before the response starts gets no COMMIT (``rollback_on_disconnect``,
+see `_disconnect`).
+
 A route with ``unit_of_work(retries=N)`` whose statement or COMMIT fails with a serialization
 failure or a deadlock before the response starts runs again here: a fresh unit of work, the
 scope as it came in, the body messages replayed.
+
+A route with ``unit_of_work(idempotency=True)`` that claimed the request's key has its
+response held here until it is complete: it is stored in the unit of work, committed with
+its work, then sent (`_idempotency`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import _dependencies
 from ._bookmarks import presented_bookmark
 from ._dependencies import DEFAULT_SCOPE_KEY, apply_route_options
+from ._disconnect import ClientWatch
+from ._idempotency import StoredResponse, record_response
 from ._observe import with_server_timing
 from ._policy import http_error_for, should_commit
 from ._retry import backoff_delay, is_retryable, is_statement_timeout, log_retry
@@ -141,6 +150,7 @@ class UnitOfWorkBoundary:
         if attachment.default:
             scope[DEFAULT_SCOPE_KEY] = unit
         started = False
+        watch = ClientWatch(receive) if config.rollback_on_disconnect else None
 
         async def send_after_commit(message: Message) -> None:
             nonlocal started
@@ -148,8 +158,26 @@ class UnitOfWorkBoundary:
                 kind = message["type"]
                 if kind == "http.response.start":
                     apply_route_options(unit, scope)
+                if unit.idempotency is not None:
+                    # An idempotent request's response is held until complete, stored in its
+                    # unit of work, committed with it, and only then sent.
+                    start = unit.idempotency.hold(message)
+                    if start is None:
+                        return
+                    try:
+                        await record_response(unit, unit.idempotency, start, message)
+                    except Exception as error:
+                        raise _CommitFailed(error) from None
+                    await _end_or_raise(unit, start["status"], watch)
+                    if config.server_timing and unit.observation is not None:
+                        start = with_server_timing(start, unit.observation)
+                    if config.replicas:
+                        start = with_replica_headers(start, unit, config)
+                    started = True
+                    await send(start)
+                elif kind == "http.response.start":
                     if not unit.keep_for_stream:
-                        await _end_or_raise(unit, message["status"])
+                        await _end_or_raise(unit, message["status"], watch)
                         if config.server_timing and unit.observation is not None:
                             message = with_server_timing(message, unit.observation)
                     else:
@@ -159,11 +187,17 @@ class UnitOfWorkBoundary:
                     started = True
                 elif kind == "http.response.body" and not message.get("more_body", False):
                     # A session kept for a stream ends before the stream's last chunk.
-                    await _end_or_raise(unit, unit.stream_status)
+                    await _end_or_raise(unit, unit.stream_status, watch)
             await send(message)
 
         try:
-            await self.app(scope, receive, send_after_commit)
+            await self.app(scope, receive if watch is None else watch.receive, send_after_commit)
+        except StoredResponse as stored:
+            # The request's Idempotency-Key was answered before: its response again, without
+            # the endpoint.
+            await unit.end(commit=False)
+            started = True
+            await stored.send_to(send)
         except _CommitFailed as failed:
             if not started and _may_run_again(unit, failed.error, attempt, scope):
                 raise _RunAgain(failed.error, unit.retries) from None
@@ -256,11 +290,18 @@ class _Replay:
         self._position = 0
 
 
-async def _end_or_raise(unit: UnitOfWork, status: int | None) -> None:
+async def _end_or_raise(unit: UnitOfWork, status: int | None, watch: ClientWatch | None) -> None:
     if not unit.active:
         unit.end_unused()
         return
     commit = should_commit(status, None, unit.policy)
+    if commit and watch is not None and unit.mode != "readonly" and await watch.client_gone():
+        # Nobody will read the answer, and a client that gave up may well send it again.
+        logger.warning(
+            "the client of %s went away before COMMIT; the unit of work is rolled back",
+            unit.route,
+        )
+        commit = False
     error = await unit.end(commit)
     if error is not None:
         raise _CommitFailed(error)

@@ -23,6 +23,7 @@ from ._database import Database
 from ._engines import is_sqlite_memory
 from ._errors import SessionScopeError
 from ._runtime import Flavour, UnitNeeds, binding_of, install_binding, remove_binding
+from ._slots import ConnectionSlots
 
 
 class _Binding:
@@ -50,7 +51,7 @@ class _Binding:
     def end_limiter(self) -> anyio.CapacityLimiter | None:
         return None
 
-    def slots(self, flavour: Flavour) -> anyio.Semaphore | None:
+    def slots(self, flavour: Flavour) -> ConnectionSlots | None:
         return None
 
     def bind_for(self, unit: UnitNeeds) -> Connection:

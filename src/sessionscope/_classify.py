@@ -51,7 +51,6 @@ _PG_CONTENTION = frozenset(
         "40P01",  # deadlock_detected
     }
 )
-_PG_RETRYABLE = frozenset({"40001", "40P01"})
 
 # MySQL/MariaDB error codes: client (2xxx) and server (1xxx, 3xxx, 4xxx).
 _MYSQL_UNAVAILABLE = frozenset(
@@ -87,7 +86,6 @@ _MYSQL_CONTENTION = frozenset(
         3572,  # ER_LOCK_NOWAIT
     }
 )
-_MYSQL_RETRYABLE = frozenset({1213})
 
 # SQLite primary result codes (an extended code keeps its primary one in the low byte).
 _SQLITE_BUSY = 5  # another connection holds the lock past busy_timeout: "database is locked"
@@ -150,14 +148,35 @@ def is_transient(error: BaseException) -> bool:
     return classify(error) in TRANSIENT_KINDS
 
 
-def is_retryable(error: BaseException) -> bool:
-    """Whether the whole unit of work can simply run again: serialization failure, deadlock."""
-    if not isinstance(error, sa_exc.DBAPIError):
+def cut_during_commit(error: BaseException) -> bool:
+    """Whether ``error`` is a lost connection raised by the DBAPI connection's ``commit()``:
+    the COMMIT may have reached the server and been applied before the connection broke.
+
+    A failure before the COMMIT was sent (a flush, the checkout of a connection) and every
+    error the server answered (a serialization failure, a constraint checked at COMMIT) are
+    known outcomes: nothing was written.
+    """
+    if classify(error) != "unavailable" or isinstance(error, sa_exc.TimeoutError):
         return False
-    code = _mysql_code(error.orig)
-    if code is not None:
-        return code in _MYSQL_RETRYABLE
-    return _sqlstate(error.orig) in _PG_RETRYABLE
+    traceback = error.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if (
+            code.co_name in _COMMIT_FRAMES
+            and _package_of_module(traceback.tb_frame.f_globals.get("__name__", "")) == "sqlalchemy"
+        ):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+# SQLAlchemy's Connection sends the COMMIT of a transaction (and of a prepared two-phase
+# one) through these: a frame of one of them in the traceback places the failure there.
+_COMMIT_FRAMES = frozenset({"_commit_impl", "_commit_twophase_impl"})
+
+
+def _package_of_module(module: object) -> str:
+    return module.partition(".")[0] if isinstance(module, str) else ""
 
 
 def _classify_driver_error(orig: BaseException | None) -> FailureKind:

@@ -74,6 +74,25 @@ class DatabaseConfig:
     replace it if the ping fails: a restarted database or a killed backend never fails a request,
     and busy connections skip the round trip. ``0`` pings at every checkout; ``None`` never."""
 
+    reconnect_retries: int = 2
+    """Times the first statement of a unit of work runs again, on a fresh connection, when the
+    pooled connection it was sent on turns out to have been closed by the server (a killed
+    backend, a restart) and nothing of the unit had run yet: nothing was sent that could have
+    had an effect, so the request does not fail. Never once a statement of the unit has run.
+    ``0``: never. SQLite has no disconnects."""
+
+    shed_overload: bool = False
+    """Answer 503 with ``Retry-After`` at once, instead of after `pool_timeout`, to a request
+    that arrives when the queue for connections is longer than the pool can drain within
+    `pool_timeout` (at the best rate it drained a queue over the last seconds), and to the end
+    of a queue that cannot make it. The others keep their place and order. Off by default:
+    when the event loop, not the pool, is what is saturated, it was not measured to help."""
+
+    rollback_on_disconnect: bool = True
+    """Roll back, instead of committing, a request unit of work whose client has gone away
+    (its ``http.disconnect`` has arrived) by the time the response starts: nobody will see the
+    answer, and a client that gave up will likely send the request again. Logged."""
+
     echo: bool = False
     """Log every SQL statement (parameters stay hidden unless `hide_parameters` is off)."""
 
@@ -184,6 +203,11 @@ class DatabaseConfig:
     """One OpenTelemetry span per request unit of work, under the request's span (extra
     ``otel``)."""
 
+    idempotency_ttl: float = 86400.0
+    """Seconds an idempotency key (``unit_of_work(idempotency=True)``) and its stored response
+    are kept: a retry within this time gets the stored response, a later one runs as a new
+    request. Default: 24 hours."""
+
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
 
@@ -203,6 +227,14 @@ class DatabaseConfig:
         if self.ping_after_idle is not None and self.ping_after_idle < 0:
             raise ConfigurationError(
                 f"ping_after_idle must be None or >= 0, got {self.ping_after_idle}"
+            )
+        if (
+            isinstance(self.reconnect_retries, bool)
+            or not isinstance(self.reconnect_retries, int)
+            or self.reconnect_retries < 0
+        ):
+            raise ConfigurationError(
+                f"reconnect_retries must be a whole number >= 0, got {self.reconnect_retries!r}"
             )
         if self.sync_in_async not in ("raise", "warn"):
             raise ConfigurationError(
@@ -225,6 +257,10 @@ class DatabaseConfig:
         if self.slow_query_threshold is not None and self.slow_query_threshold < 0:
             raise ConfigurationError(
                 f"slow_query_threshold must be None or >= 0, got {self.slow_query_threshold}"
+            )
+        if self.idempotency_ttl <= 0:
+            raise ConfigurationError(
+                f"idempotency_ttl must be positive (seconds), got {self.idempotency_ttl}"
             )
         self._check_replicas()
 
@@ -313,6 +349,9 @@ class DatabaseOptions(TypedDict, total=False):
     pool_timeout: float
     pool_recycle: int | None
     ping_after_idle: float | None
+    reconnect_retries: int
+    shed_overload: bool
+    rollback_on_disconnect: bool
     echo: bool
     hide_parameters: bool
     sqlite_busy_timeout: float
@@ -340,6 +379,7 @@ class DatabaseOptions(TypedDict, total=False):
     slow_query_threshold: float | None
     prometheus: bool
     opentelemetry: bool
+    idempotency_ttl: float
     engine_options: Mapping[str, Any]
 
 
@@ -366,6 +406,9 @@ class DatabaseSettings(BaseSettings):
     pool_timeout: float = default("pool_timeout")
     pool_recycle: int | None = default("pool_recycle")
     ping_after_idle: float | None = default("ping_after_idle")
+    reconnect_retries: int = default("reconnect_retries")
+    shed_overload: bool = default("shed_overload")
+    rollback_on_disconnect: bool = default("rollback_on_disconnect")
     echo: bool = default("echo")
     hide_parameters: bool = default("hide_parameters")
     sqlite_busy_timeout: float = default("sqlite_busy_timeout")
@@ -380,6 +423,7 @@ class DatabaseSettings(BaseSettings):
     slow_query_threshold: float | None = default("slow_query_threshold")
     prometheus: bool = default("prometheus")
     opentelemetry: bool = default("opentelemetry")
+    idempotency_ttl: float = default("idempotency_ttl")
     statement_timeout: float | None = default("statement_timeout")
     pgbouncer: bool = default("pgbouncer")
     retry_lock_timeouts: bool = default("retry_lock_timeouts")

@@ -15,10 +15,13 @@ from starlette.types import Scope
 from ._errors import (
     BlockingSessionError,
     ConfigurationError,
+    IdempotencyKeyError,
     NotInitializedError,
     SessionClosedError,
     SessionScopeError,
 )
+from ._idempotency import HEADER as IDEMPOTENCY_HEADER
+from ._idempotency import IdempotencyMode, check_key, claim_key, new_claim
 from ._manual_commit import route_label
 from ._policy import CommitPolicy, check_commit_policy
 from ._runtime import Binder, Runtime, UnitMode, acquire_slot
@@ -65,18 +68,23 @@ def _unit_for(scope: Scope, database: Attached | None) -> UnitOfWork:
     return unit
 
 
-def _refuse_blocking(scope: Scope, unit: UnitOfWork) -> None:
+def _is_async_endpoint(scope: Scope) -> bool:
     endpoint = scope.get("endpoint")
     if endpoint is None:
-        return
+        return False
     is_async = _endpoint_is_async.get(endpoint)
     if is_async is None:
         is_async = inspect.iscoroutinefunction(endpoint) or inspect.iscoroutinefunction(
             type(endpoint).__call__
         )
         _endpoint_is_async[endpoint] = is_async
-    if not is_async:
+    return is_async
+
+
+def _refuse_blocking(scope: Scope, unit: UnitOfWork) -> None:
+    if not _is_async_endpoint(scope):
         return
+    endpoint = scope["endpoint"]
     name = getattr(endpoint, "__name__", repr(endpoint))
     message = (
         f"the sync session (DbSession) was requested by `async def {name}`: "
@@ -173,6 +181,7 @@ def unit_of_work(
     statement_timeout: float | None = None,
     retries: int = 0,
     query_budget: int | None = None,
+    idempotency: IdempotencyMode = False,
     database: Attached | None = None,
 ) -> Any:
     """Per-route options of the request's unit of work, as a route dependency::
@@ -208,6 +217,15 @@ def unit_of_work(
       repeated most (overrides the database's ``query_budget``; it takes effect when
       per-request accounting is on, as it is whenever the database has a budget,
       ``query_stats``, ``server_timing`` or ``opentelemetry``).
+    * ``idempotency``: a request that carries an ``Idempotency-Key`` header is answered
+      once: its key, a fingerprint of the request and the response are stored in the same
+      transaction as its work, and a retry under the same key gets the stored response
+      without running the endpoint (a different request under the key: 422; one while the
+      first still runs: 409). ``"required"``: a request without the header is refused (400).
+      The key is claimed, before the endpoint runs, with the session flavour of the endpoint
+      (``def``: `DbSession`, ``async def``: `AsyncDbSession`); the database needs the table of
+      `idempotency_table`. Refused with ``keep_for_stream`` and ``readonly``: the response
+      is stored, whole, before it is sent. docs/idempotency.md has the details.
     * ``database``: the database these options apply to (default: the app's first).
     """
     if readonly and write:
@@ -228,6 +246,19 @@ def unit_of_work(
             "unit_of_work(retries=...) cannot be combined with keep_for_stream=True: a kept "
             "session commits after the stream has started, when the request cannot run again"
         )
+    if idempotency not in (False, True, "required"):
+        raise ConfigurationError(
+            f"unit_of_work(idempotency=...) takes True, False or 'required', got {idempotency!r}"
+        )
+    if idempotency and (keep_for_stream or readonly or write is False):
+        raise ConfigurationError(
+            "unit_of_work(idempotency=True) stores the response with the route's writes before "
+            "it is sent: it cannot be combined with keep_for_stream=True, readonly=True or "
+            "write=False"
+        )
+    required_key = idempotency == "required"
+    if idempotency and mode is None:
+        mode = "write"  # the claim writes: on SQLite the write lock is taken at BEGIN
     tuned = isolation is not None or timeout is not None
     if query_budget is not None and query_budget < 0:
         raise ConfigurationError(f"query_budget must be None or >= 0, got {query_budget}")
@@ -262,11 +293,16 @@ def unit_of_work(
             unit.mode = mode
 
     async def configure_unit_of_work(request: Request) -> None:
-        configure(_unit_for(request.scope, database))
+        unit = _unit_for(request.scope, database)
+        configure(unit)
+        if idempotency:
+            await _claim_idempotency_key(request, unit, database, required=required_key)
 
-    # Read by `hoist_route_options`: the options of a route's own dependencies are applied
-    # without FastAPI solving a dependency on every request.
-    configure_unit_of_work.sessionscope_options = (database, configure)  # type: ignore[attr-defined]
+    if not idempotency:
+        # Read by `hoist_route_options`: the options of a route's own dependencies are
+        # applied without FastAPI solving a dependency on every request. A key claim needs
+        # the request and its session: an idempotent route's options stay a dependency.
+        configure_unit_of_work.sessionscope_options = (database, configure)  # type: ignore[attr-defined]
     return Depends(configure_unit_of_work)
 
 
@@ -310,3 +346,22 @@ def apply_route_options(unit: UnitOfWork, scope: Scope) -> None:
             attachment.default if database is None else database.scope_key == attachment.scope_key
         ):
             configure(unit)
+
+
+async def _claim_idempotency_key(
+    request: Request, unit: UnitOfWork, database: Attached | None, *, required: bool
+) -> None:
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        if required:
+            raise IdempotencyKeyError(
+                400, "This route requires an Idempotency-Key header (a unique value per request)."
+            )
+        return
+    key = check_key(value)
+    claim = await new_claim(request, route_label(request.scope), key, unit.config.idempotency_ttl)
+    if _is_async_endpoint(request.scope):
+        await claim_key(claim, None, await request_async_session(request, database))
+    else:
+        await claim_key(claim, await request_sync_session(request, database), None)
+    unit.idempotency = claim

@@ -16,7 +16,10 @@ Every exception sessionscope raises on purpose derives from one root::
     └── DatabaseHTTPError             (also an HTTPException) a database failure as a response
         ├── ConflictError             409: a constraint was violated (at flush or at COMMIT)
         ├── DatabaseBusyError         503: the database is unavailable or busy; retrying can succeed
-        └── CommitFailedError         500: the COMMIT failed for another reason
+        │   └── CommitOutcomeUnknownError  503: the connection was lost during COMMIT: the
+        │                                  write may have landed
+        ├── CommitFailedError         500: the COMMIT failed for another reason
+        └── IdempotencyKeyError       400, 409, 422: an ``Idempotency-Key`` that cannot be served
 
 Messages say what went wrong and how to fix it. None of them holds a password, SQL text or
 SQL parameters.
@@ -96,6 +99,19 @@ class DatabaseBusyError(DatabaseHTTPError):
     """503: a transient failure: no connection became free in time, the database could not
     be reached or is not serving, or it is busy (lock timeout, deadlock). docs/errors.md has
     the list."""
+
+
+class CommitOutcomeUnknownError(DatabaseBusyError):
+    """503: the connection to the database was lost while the COMMIT was under way. The
+    server may have committed the transaction before the connection broke, or not: nobody
+    can tell. A client that retries blindly may do the work twice; a retry with the same
+    ``Idempotency-Key`` on a route declared ``unit_of_work(idempotency=True)`` is safe."""
+
+
+class IdempotencyKeyError(DatabaseHTTPError):
+    """An ``Idempotency-Key`` request header that cannot be served: 400 (empty, too long, not
+    printable ASCII, or missing where the route requires one), 409 (a request with the same
+    key is still running), 422 (the key was used before for a different request)."""
 
 
 class CommitFailedError(DatabaseHTTPError):

@@ -59,6 +59,7 @@ class Observation:
         "route",
         "rows",
         "span",
+        "started_ns",
         "statements",
     )
 
@@ -73,6 +74,8 @@ class Observation:
         self.rows = 0
         self.repeats: dict[str, int] | None = {} if budget is not None else None
         self.span: Any = None
+        """The parent of the unit's OpenTelemetry span, when it gets one."""
+        self.started_ns = 0
 
     def query_stats(self) -> QueryStats:
         return QueryStats(statements=self.statements, duration=self.db_time, rows=self.rows)
@@ -219,9 +222,9 @@ class Observer:
             budget = self.config.query_budget
         observation = Observation(scope.get("method", ""), route_of(scope), pool_wait, budget)
         if self.tracer is not None:
-            from ._otel import start_unit_span
+            from ._otel import unit_parent
 
-            observation.span = start_unit_span(self.tracer, observation)
+            observation.span = unit_parent(observation)
         if self.listens:
             self._current.set(observation)
             current_observation.set(observation)
@@ -245,9 +248,9 @@ class Observer:
             metrics.query_budget_exceeded += 1
             self._report_budget(observation, budget)
         if observation.span is not None:
-            from ._otel import end_unit_span
+            from ._otel import record_unit_span
 
-            end_unit_span(observation.span, observation, committed, failed_status)
+            record_unit_span(self.tracer, observation, committed, failed_status)
 
     def _report_budget(self, observation: Observation, budget: int) -> None:
         statement, times = observation.most_repeated()

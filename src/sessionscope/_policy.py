@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._classify import TRANSIENT_KINDS, classify
+from ._classify import TRANSIENT_KINDS, classify, cut_during_commit
 from ._errors import (
     CommitFailedError,
+    CommitOutcomeUnknownError,
     ConfigurationError,
     ConflictError,
     DatabaseBusyError,
@@ -43,6 +44,11 @@ def check_commit_policy(policy: object) -> CommitPolicy:
 CONFLICT_DETAIL = "The request conflicts with the current state of the data."
 BUSY_DETAIL = "The database is busy or unavailable; retry later."
 COMMIT_FAILED_DETAIL = "The transaction could not be committed."
+OUTCOME_UNKNOWN_DETAIL = (
+    "The connection to the database was lost during COMMIT: the outcome is unknown, the "
+    "change may have been saved. Retry with the same Idempotency-Key header (routes that "
+    "accept one answer a retry exactly once), or check the data before retrying."
+)
 
 
 def should_commit(status: int | None, error: BaseException | None, policy: CommitPolicy) -> bool:
@@ -65,10 +71,11 @@ def http_error_for(
     The kind of failure comes from `classify` (exception type and SQLSTATE / driver error
     code): a conflict → 409; a transient failure (an unavailable or busy database, a
     statement cancelled by its timeout, a serialization failure or a deadlock) → 503 with
-    ``Retry-After``. Any other database error becomes a 500 when it broke the COMMIT
-    (``at_commit``); raised by the endpoint it is a bug in the app (a missing table, bad SQL)
-    and propagates to the server's error handler with its traceback. The detail never holds
-    SQL text or parameters.
+    ``Retry-After``; a connection lost during the COMMIT itself (`cut_during_commit`) → 503
+    whose detail says that the outcome is unknown. Any other database error becomes a 500
+    when it broke the COMMIT (``at_commit``); raised by the endpoint it is a bug in the app
+    (a missing table, bad SQL) and propagates to the server's error handler with its
+    traceback. The detail never holds SQL text or parameters.
     """
     if isinstance(error, DatabaseHTTPError):
         return error
@@ -76,7 +83,10 @@ def http_error_for(
     if kind == "conflict":
         return ConflictError(409, CONFLICT_DETAIL)
     if kind in TRANSIENT_KINDS or is_statement_timeout(error) or is_retryable(error):
-        return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(retry_after)})
+        headers = {"Retry-After": str(retry_after)}
+        if at_commit and cut_during_commit(error):
+            return CommitOutcomeUnknownError(503, OUTCOME_UNKNOWN_DETAIL, headers=headers)
+        return DatabaseBusyError(503, BUSY_DETAIL, headers=headers)
     if at_commit and kind is not None:
         return CommitFailedError(500, COMMIT_FAILED_DETAIL)
     return None

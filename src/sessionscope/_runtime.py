@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -41,14 +40,13 @@ from ._engines import (
 )
 from ._errors import (
     ConfigurationError,
-    DatabaseBusyError,
     DatabaseUnavailableError,
     MissingDriverError,
     NotInitializedError,
 )
 from ._observe import Observation, Observer
-from ._policy import BUSY_DETAIL
 from ._replicas import Replica, ReplicaSet, ReplicaStatus
+from ._slots import ConnectionSlots
 from ._stats import DatabaseStats, PoolStats, pool_stats
 from ._tuning import (
     STATEMENT_TIMEOUT_OPTION,
@@ -118,7 +116,7 @@ class Binder(Protocol):
         """The bind of an AsyncSession of ``unit``."""
         ...
 
-    def slots(self, flavour: Flavour) -> anyio.Semaphore | None:
+    def slots(self, flavour: Flavour) -> ConnectionSlots | None:
         """The connection slots a request of ``flavour`` waits for, if any."""
         ...
 
@@ -195,8 +193,8 @@ class Runtime:
         self._async_binds: dict[BindKey, AsyncEngine] = {}
         self._deferred: dict[Flavour, MissingDriverError] = {}
         self._lock = threading.Lock()
-        self._sync_slots: anyio.Semaphore | None = None
-        self._async_slots: anyio.Semaphore | None = None
+        self._sync_slots: ConnectionSlots | None = None
+        self._async_slots: ConnectionSlots | None = None
         self._end_limiter: anyio.CapacityLimiter | None = None
         self._replicas = ReplicaSet(config) if config.replicas else None
         self.last_commit = 0
@@ -284,7 +282,7 @@ class Runtime:
             )
         return bind
 
-    def slots(self, flavour: Flavour) -> anyio.Semaphore | None:
+    def slots(self, flavour: Flavour) -> ConnectionSlots | None:
         return self._sync_slots if flavour == "sync" else self._async_slots
 
     async def wait_for_replica(self, unit: UnitNeeds) -> None:
@@ -347,9 +345,10 @@ class Runtime:
         # own, which it does not serve in order (under steady load a waiter could starve past
         # pool_timeout). The pool keeps returned overflow connections warm, so a slot always
         # finds one open.
-        self._sync_slots = anyio.Semaphore(capacity) if capacity is not None else None
+        shed = self._config.shed_overload
+        self._sync_slots = ConnectionSlots(capacity, shed=shed) if capacity is not None else None
         async_capacity = pool_capacity(self._config, self.async_url)
-        self._async_slots = anyio.Semaphore(async_capacity) if async_capacity else None
+        self._async_slots = ConnectionSlots(async_capacity, shed=shed) if async_capacity else None
         self._end_limiter = anyio.CapacityLimiter(capacity or 40)
         required = needed | {self.primary_flavour}
         for flavour in ("sync", "async"):
@@ -509,22 +508,11 @@ def unavailable(url: URL, error: BaseException) -> DatabaseUnavailableError:
     )
 
 
-async def acquire_slot(slots: anyio.Semaphore, config: DatabaseConfig) -> float:
-    """Wait up to ``pool_timeout`` for a connection slot; 503 with ``Retry-After`` after.
-    Returns the seconds waited (0.0 when a slot was free)."""
-    try:
-        # A free slot means nobody waits (a released slot goes straight to the first waiter),
-        # so taking it keeps arrival order; no timer to set up.
-        slots.acquire_nowait()
-    except anyio.WouldBlock:
-        pass
-    else:
-        return 0.0
-    waiting_since = time.perf_counter()
-    with anyio.move_on_after(config.pool_timeout):
-        await slots.acquire()
-        return time.perf_counter() - waiting_since
-    raise DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(config.retry_after)})
+async def acquire_slot(slots: ConnectionSlots, config: DatabaseConfig) -> float:
+    """Wait up to ``pool_timeout`` for a connection slot; 503 with ``Retry-After`` after, or at
+    once when the queue cannot drain in time (see `_slots`). Returns the seconds waited (0.0
+    when a slot was free)."""
+    return await slots.acquire(config.pool_timeout, config.retry_after)
 
 
 # -- test bindings --------------------------------------------------------------------------

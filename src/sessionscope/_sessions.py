@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import event
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ._errors import ConcurrentSessionUseError, SessionClosedError, SessionScopeError
+from ._reconnect import RECONNECT_KEY, connection_taken, first_statement, run_first_use
 
 ENDED_KEY = "sessionscope.ended"
 UNIT_KEY = "sessionscope.unit"
@@ -68,6 +69,17 @@ def public_methods(cls: type) -> list[str]:
 
 class ScopedSession(Session):
     """A Session owned by a sessionscope unit of work."""
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        if RECONNECT_KEY in self.info and self.new:
+            # The unit's first statement may be this flush's INSERT: see `_reconnect`.
+            run_first_use(self, lambda: super(ScopedSession, self).flush(objects))
+        else:
+            super().flush(objects)
+
+
+event.listen(ScopedSession, "do_orm_execute", first_statement)
+event.listen(ScopedSession, "after_begin", connection_taken)
 
 
 def _exclusive(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
+from ._slots import ConnectionSlots
 
 BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -67,6 +67,9 @@ class PoolStats:
     """Connections open beyond ``pool_size``."""
     waiters: int
     """Requests waiting for a connection slot."""
+    shed: int = 0
+    """Requests answered 503 at once, since the start, because the queue for connections
+    could not drain within ``pool_timeout`` (``shed_overload``)."""
 
 
 @dataclass(frozen=True)
@@ -187,17 +190,23 @@ class UnitMetrics:
         )
 
 
-def pool_stats(pool: Any, slots: anyio.Semaphore | None) -> PoolStats:
+def pool_stats(pool: Any, slots: ConnectionSlots | None) -> PoolStats:
     """The figures of ``pool`` (a SQLAlchemy pool) and the waiters on ``slots``, now."""
-    waiters = slots.statistics().tasks_waiting if slots is not None else 0
+    waiters = slots.waiting if slots is not None else 0
+    shed = slots.shed if slots is not None else 0
     size = pool.size() if hasattr(pool, "size") else None
     if not hasattr(pool, "checkedout"):
         # A pool without counters (SQLite :memory:'s one shared connection).
-        return PoolStats(size=size, checked_out=0, idle=0, overflow=0, waiters=waiters)
+        return PoolStats(size=size, checked_out=0, idle=0, overflow=0, waiters=waiters, shed=shed)
     checked_out = int(pool.checkedout())
     idle = int(pool.checkedin())
     # QueuePool.overflow() starts at -pool_size: connections not opened yet count against it.
     overflow = max(0, int(pool.overflow())) if hasattr(pool, "overflow") else 0
     return PoolStats(
-        size=size, checked_out=checked_out, idle=idle, overflow=overflow, waiters=waiters
+        size=size,
+        checked_out=checked_out,
+        idle=idle,
+        overflow=overflow,
+        waiters=waiters,
+        shed=shed,
     )

@@ -30,12 +30,15 @@ from ._bookmarks import (
 )
 from ._config import DatabaseConfig
 from ._errors import BlockingSessionError, SessionScopeError
+from ._idempotency import Claim
 from ._observe import Observation
 from ._policy import CommitPolicy, http_error_for
+from ._reconnect import arm
 from ._replicas import Replica
 from ._runtime import Attachment, Binder, Runtime, UnitMode
 from ._session_kinds import session_classes
 from ._sessions import UNIT_KEY, ending, has_pending_work, seal
+from ._slots import ConnectionSlots
 from ._tuning import IsolationLevel
 
 logger = logging.getLogger("sessionscope")
@@ -72,6 +75,7 @@ class UnitOfWork:
         "driver",
         "driver_proxy",
         "ended",
+        "idempotency",
         "isolation",
         "keep_for_stream",
         "min_lsn",
@@ -126,6 +130,8 @@ class UnitOfWork:
         self.route_options_applied = False
         """How many times a request's unit of work is re-run on a retryable error."""
         self.keep_for_stream = False
+        self.idempotency: Claim | None = None
+        """The request's claimed ``Idempotency-Key`` (``unit_of_work(idempotency=True)``)."""
         self.stream_status: int | None = None
         self.sync_session: Session | None = None
         self.async_session: AsyncSession | None = None
@@ -138,7 +144,7 @@ class UnitOfWork:
         self._driver_transaction: Any = None
         self.ended = False
         self._after_commit: list[AfterCommit] | None = None
-        self._slot: anyio.Semaphore | None = None
+        self._slot: ConnectionSlots | None = None
         self._ended_message = ""
         self.query_budget: int | None = None
         """The route's own statement budget (``unit_of_work(query_budget=...)``)."""
@@ -185,6 +191,7 @@ class UnitOfWork:
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
             session = session_class(bind=bind, expire_on_commit=False)
+            arm(session, self.config.reconnect_retries)
         session.info[UNIT_KEY] = self
         self._ended_message = ended_message
         self.sync_session = session
@@ -204,6 +211,7 @@ class UnitOfWork:
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
             session = session_class(bind=bind, expire_on_commit=False)
+            arm(session.sync_session, self.config.reconnect_retries)
         session.sync_session.info[UNIT_KEY] = self
         self._ended_message = ended_message
         self.async_session = session
@@ -278,7 +286,7 @@ class UnitOfWork:
         # Bookmarks are read by SQLAlchemy's session classes; SQLModel sessions go without.
         return self.config.session_class == "sqlalchemy"
 
-    def hold_slot(self, slot: anyio.Semaphore) -> None:
+    def hold_slot(self, slot: ConnectionSlots) -> None:
         """Record a connection slot taken for this unit; `end` gives it back."""
         self._slot = slot
 

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sessionscope import AsyncDbSession
+from sessionscope import AsyncDbSession, unit_of_work
 from sessionscope.pagination import Page, PageRequest, Paginator
 
 from .models import INT32_MAX, ITEM_NAME_LENGTH, Item
@@ -23,6 +23,7 @@ from .schemas import (
     ItemOut,
     ItemUpdate,
     Responses,
+    idempotent,
     storable,
 )
 from .users import NOT_FOUND as USER_NOT_FOUND
@@ -56,7 +57,9 @@ async def get_item_or_404(session: AsyncSession, item_id: int) -> Item:
 @router.post(
     "/users/{user_id}/items",
     status_code=status.HTTP_201_CREATED,
-    responses={**USER_NOT_FOUND, **BODY_ERRORS},
+    responses=idempotent({**USER_NOT_FOUND, **BODY_ERRORS}),
+    # A retry under the same Idempotency-Key gets the first answer instead of a second item.
+    dependencies=[unit_of_work(idempotency=True)],
 )
 async def create_item(user_id: UserId, body: ItemCreate, session: AsyncDbSession) -> ItemOut:
     owner = await get_user_or_404(session, user_id)

@@ -8,6 +8,8 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sessionscope import idempotency_table
+
 EMAIL_LENGTH = 254
 NAME_LENGTH = 100
 ITEM_NAME_LENGTH = 200
@@ -65,3 +67,7 @@ class Item(Base):
 
     def __repr__(self) -> str:
         return f"<Item id={self.id} owner_id={self.owner_id}>"
+
+
+idempotency_keys = idempotency_table(Base.metadata)
+"""The keys and stored responses of the POST routes, created by migration 0003."""

@@ -213,3 +213,26 @@ BODY_ERRORS: Responses = {
     400: {"model": ErrorOut, "description": "The body is not JSON"},
     413: {"model": ErrorOut, "description": "The body is larger than MAX_REQUEST_BODY_BYTES"},
 }
+
+_IDEMPOTENCY_ANSWERS = {
+    400: "the Idempotency-Key header is empty, too long or not printable ASCII",
+    409: "a request with the same Idempotency-Key is still being processed",
+}
+
+
+def idempotent(responses: Responses) -> Responses:
+    """``responses`` and the answers of a route declared ``unit_of_work(idempotency=True)``.
+
+    (A key reused for another request is a 422 with a text ``detail``; FastAPI's own 422 entry,
+    the validation error, stays the documented one.)"""
+    merged = dict(responses)
+    for status_code, description in _IDEMPOTENCY_ANSWERS.items():
+        known = merged.get(status_code)
+        if known is None:
+            merged[status_code] = {"model": ErrorOut, "description": description.capitalize()}
+        else:
+            merged[status_code] = {
+                **known,
+                "description": f"{known['description']}, or {description}",
+            }
+    return merged

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sessionscope import AsyncDbSession
+from sessionscope import AsyncDbSession, unit_of_work
 from sessionscope.pagination import Page, PageRequest, Paginator
 
 from .models import INT32_MAX, Item, User
@@ -23,6 +23,7 @@ from .schemas import (
     UserCreate,
     UserOut,
     UserUpdate,
+    idempotent,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,14 @@ async def _refuse_taken_email(session: AsyncSession, email: str) -> None:
         raise HTTPException(status.HTTP_409_CONFLICT, EMAIL_TAKEN)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={**CONFLICT, **BODY_ERRORS})
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=idempotent({**CONFLICT, **BODY_ERRORS}),
+    # A client that lost the answer (a timeout, a cut connection, a 503 whose outcome is
+    # unknown) retries under its Idempotency-Key and gets the first answer, not a 409.
+    dependencies=[unit_of_work(idempotency=True)],
+)
 async def create_user(
     body: UserCreate, session: AsyncDbSession, passwords: PasswordHasher
 ) -> UserOut:

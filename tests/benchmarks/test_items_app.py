@@ -9,6 +9,7 @@ import importlib
 import sqlite3
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from types import ModuleType
 
@@ -55,7 +56,8 @@ def test_post_commits_a_row_that_get_returns(items_app: ModuleType, database_fil
 
     assert body == {"id": body["id"], "name": "lamp", "description": "brass"}
     assert (get_status, missing_status) == (200, 404)
-    with sqlite3.connect(database_file) as connection:
+    # sqlite3's own context manager ends a transaction but leaves the connection open.
+    with closing(sqlite3.connect(database_file)) as connection:
         rows = connection.execute("SELECT id, name, description FROM items").fetchall()
     assert rows == [(body["id"], "lamp", "brass")]
 

@@ -93,6 +93,30 @@ def test_an_async_url_migrates_through_the_async_driver(project: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_terminal_sees_the_migrations_counted(
+    project: Path, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init()
+    for message in ("create authors", "add a column"):
+        assert invoke("db", "revision", "-m", message)[0] == 0
+    # What Rich takes for an interactive terminal, on the runner's captured stderr.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    code, out, err = invoke("db", "upgrade")
+    assert code == 0, err
+    assert "upgrade: 2 migrations run" in err
+    assert err.count("Running upgrade") == 2
+    assert out.endswith("(head)\n")
+    code, _, err = invoke("db", "downgrade", "-1")
+    assert code == 0, err
+    assert "downgrade: 1 migration run" in err
+    # No progress line for a command that runs no migration.
+    code, _, err = invoke("db", "current")
+    assert code == 0, err
+    assert "migration" not in err
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_app_option_overrides_the_configuration(project: Path, empty_database_url: str) -> None:
     init()
     (project / "other_app.py").write_text(

@@ -39,7 +39,8 @@ SETTINGS = (
 )
 
 
-def _version() -> str:
+def server_version() -> str:
+    """The newest PostgreSQL server installed (Debian's layout), or ``""``."""
     versions = sorted(
         (path.name for path in Path("/usr/lib/postgresql").glob("*") if path.name.isdigit()),
         key=int,
@@ -52,7 +53,7 @@ def tools_problem() -> str | None:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         return f"missing {', '.join(missing)} (Debian's postgresql-common and a server)"
-    if not _version():
+    if not server_version():
         return "no PostgreSQL server under /usr/lib/postgresql"
     if os.geteuid() != 0:
         return "pg_createcluster for another user's clusters needs root"
@@ -76,13 +77,13 @@ class Cluster:
     def data(self) -> Path:
         return Path("/var/lib/postgresql") / self.version / self.name
 
-    def create(self) -> None:
-        """``pg_createcluster``, with the settings of `SETTINGS` in its ``conf.d``."""
+    def create(self, settings: tuple[str, ...] = SETTINGS) -> None:
+        """``pg_createcluster``, with ``settings`` (`SETTINGS` by default) in its ``conf.d``."""
         _run(
             "pg_createcluster", self.version, self.name, "-p", str(self.port),
             "--", "--auth-local=trust", "--auth-host=trust", "--no-sync",
         )  # fmt: skip
-        (self.etc / "conf.d" / "replication.conf").write_text("\n".join(SETTINGS) + "\n")
+        (self.etc / "conf.d" / "replication.conf").write_text("\n".join(settings) + "\n")
 
     @property
     def etc(self) -> Path:
@@ -154,7 +155,7 @@ def drop_leftovers(ports: range) -> None:
 
 
 def create_primary(name: str, port: int) -> Cluster:
-    cluster = Cluster(name, port, _version())
+    cluster = Cluster(name, port, server_version())
     cluster.create()
     cluster.start()
     _wait_until_answering(cluster, "postgres")
@@ -234,7 +235,7 @@ def build_pair(primary_port: int, replica_port: int) -> Iterator[Replication]:
     finally:
         # By name: a cluster whose creation failed half-way goes too.
         for name in reversed(names):
-            drop_cluster(_version(), name)
+            drop_cluster(server_version(), name)
 
 
 def failover_url(pair: Replication, driver: str) -> str:

@@ -163,6 +163,13 @@ PROFILES: dict[str, dict[str, str]] = {
         "DATABASE_PROMETHEUS": "true",
         "DATABASE_QUERY_STATS": "true",
     },
+    # A2: the work of a request whose client went away is committed all the same.
+    "commit_abandoned": {
+        "DATABASE_POOL_SIZE": "5",
+        "DATABASE_MAX_OVERFLOW": "10",
+        "DATABASE_POOL_TIMEOUT": "10",
+        "DATABASE_ROLLBACK_ON_DISCONNECT": "false",
+    },
     # B2: an exhausted pool must answer 503 quickly.
     "short_wait": {
         "DATABASE_POOL_SIZE": "2",

@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sessionscope import Database
 from sessionscope_demo import ServiceSettings, create_app
 from sessionscope_demo.migrate import VERSION_TABLE, current_revision, downgrade, upgrade
+from sessionscope_demo.models import idempotency_keys
 
 from ..conftest import BACKEND_PARAMS, require_server
 
@@ -66,6 +67,8 @@ def drop_schema(url: str) -> None:
             downgrade(db, "base")
         with db.sync_engine.begin() as connection:
             connection.execute(text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
+            # Left by an interrupted run of the library's tests, it would stop migration 0003.
+            connection.execute(text(f"DROP TABLE IF EXISTS {idempotency_keys.name}"))
     finally:
         db.sync_engine.dispose()
 

@@ -38,7 +38,7 @@ def test_migrate_and_downgrade_commands(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     migrated = runner.invoke(cli, ["migrate"], env={"DATABASE_URL": url})
     assert migrated.exit_code == 0, migrated.output
-    assert "schema at revision 0002" in migrated.output
+    assert "schema at revision 0003" in migrated.output
     assert {"demo_users", "demo_items"} <= _tables(url)
     down = runner.invoke(cli, ["downgrade", "base"], env={"DATABASE_URL": url})
     assert down.exit_code == 0, down.output
@@ -126,7 +126,7 @@ def test_console_script_serves_the_documented_curl_session_with_two_workers(
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     output_text = log.read_text()
-    assert "schema at revision 0002" in output_text
+    assert "schema at revision 0003" in output_text
     assert "Started parent process" in output_text
     assert output_text.count("Started server process") == 2
 

@@ -13,7 +13,7 @@ from sessionscope import Database
 from sessionscope_demo.migrate import VERSION_TABLE, current_revision, downgrade, upgrade
 from sessionscope_demo.models import Base
 
-SERVICE_TABLES = {"demo_users", "demo_items"}
+SERVICE_TABLES = {"demo_users", "demo_items", "sessionscope_idempotency_keys"}
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def service_tables(engine: Engine) -> set[str]:
 
 def test_up_down_and_up_again(db: Database) -> None:
     upgrade(db)
-    assert current_revision(db) == "0002"
+    assert current_revision(db) == "0003"
     assert service_tables(db.sync_engine) == SERVICE_TABLES
     downgrade(db, "base")
     assert current_revision(db) is None
@@ -46,7 +46,7 @@ def test_up_down_and_up_again(db: Database) -> None:
     upgrade(db)
     assert service_tables(db.sync_engine) == SERVICE_TABLES
     upgrade(db)  # nothing pending: a no-op, not an error
-    assert current_revision(db) == "0002"
+    assert current_revision(db) == "0003"
 
 
 def test_migrated_schema_matches_the_models(db: Database, database_url: str) -> None:

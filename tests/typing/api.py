@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import MetaData, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from typing_extensions import assert_type
@@ -21,6 +21,8 @@ from sessionscope import (
     ReplicaStatus,
     Transaction,
     after_commit,
+    delete_expired_idempotency_keys,
+    idempotency_table,
     query_stats,
     unit_of_work,
 )
@@ -149,6 +151,19 @@ async def replica_health() -> list[float | None]:
 @app.post("/serial", dependencies=[unit_of_work(isolation="SERIALIZABLE", retries=3)])
 def serial_endpoint(session: DbSession) -> None:
     unit_of_work(isolation="SNAPSHOT")  # type: ignore[arg-type]
+
+
+@app.post("/orders", dependencies=[unit_of_work(idempotency=True)])
+async def idempotent_endpoint(session: AsyncDbSession) -> None:
+    unit_of_work(idempotency="always")  # type: ignore[arg-type]
+
+
+keys: Table = idempotency_table(MetaData())
+kept_a_day = Database.from_env(idempotency_ttl=86400.0)
+
+
+def purge(session: Session) -> int:
+    return delete_expired_idempotency_keys(session)
 
 
 @db.transaction(isolation="SERIALIZABLE", retries=3, statement_timeout=2.5)

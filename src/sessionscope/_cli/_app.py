@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -19,6 +16,7 @@ from sessionscope import Database, SessionScopeError
 
 from . import _migrations
 from ._check import probe, render
+from ._progress import alembic_progress
 from ._target import database_for_check, describe_failure
 
 _T = TypeVar("_T")
@@ -142,7 +140,8 @@ def db_upgrade(
     _print_current(alembic_config, db)
 
 
-@db_cli.command("downgrade")
+# "-1" is a revision, not an option.
+@db_cli.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
     revision: Annotated[str, typer.Argument(help='Target revision: an id, "-1", or "base".')],
     app: AppOption = None,
@@ -161,6 +160,16 @@ def db_current(app: AppOption = None, config: ConfigOption = Path("alembic.ini")
     _print_current(alembic_config, db)
 
 
+@db_cli.command("purge-idempotency-keys")
+def db_purge_idempotency_keys(
+    app: AppOption = None, config: ConfigOption = Path("alembic.ini")
+) -> None:
+    """Delete the expired idempotency keys (their stored responses with them)."""
+    _, db = _configured(config, app, "purge-idempotency-keys")
+    deleted = _run("purge-idempotency-keys", db, lambda: _migrations.purge_idempotency_keys(db))
+    typer.echo(f"{db.url}: deleted {deleted} expired idempotency key(s)")
+
+
 def _configured(config: Path, app: str | None, name: str) -> tuple[Config, Database]:
     try:
         return _migrations.config(config, app)
@@ -174,10 +183,10 @@ def _print_current(alembic_config: Config, db: Database) -> None:
 
 
 def _run(name: str, db: Database, step: Callable[[], _T]) -> _T:
-    """Run an Alembic step with its progress lines on stderr; its failures become one line
-    without the password, and exit status 1."""
+    """Run an Alembic step with its progress on stderr (see `alembic_progress`); its
+    failures become one line without the password, and exit status 1."""
     try:
-        with _alembic_log():
+        with alembic_progress(name):
             return step()
     except AlembicCommandError as error:
         raise fail(f"sessionscope db {name}: {error}") from None
@@ -185,25 +194,3 @@ def _run(name: str, db: Database, step: Callable[[], _T]) -> _T:
         raise fail(
             f"sessionscope db {name}: database at {db.url}: {describe_failure(error, db)}"
         ) from None
-
-
-@contextmanager
-def _alembic_log() -> Iterator[None]:
-    """Alembic's lines that say which migrations ran and what autogenerate found, on stderr."""
-    logger = logging.getLogger("alembic")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_worth_showing)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def _worth_showing(record: logging.LogRecord) -> bool:
-    if record.name.startswith("alembic.autogenerate"):
-        return True
-    return record.name == "alembic.runtime.migration" and record.getMessage().startswith("Running")

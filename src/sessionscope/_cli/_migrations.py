@@ -3,6 +3,7 @@ the app's own `Database` (the env.py template in ``alembic_template/`` connects)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from argparse import Namespace
@@ -13,8 +14,9 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from sqlalchemy import make_url
 
-from sessionscope import Database
+from sessionscope import Database, delete_expired_idempotency_keys
 
 from ._target import CommandError, load_database, load_metadata
 
@@ -93,6 +95,25 @@ def current(alembic_config: Config) -> str:
     return ", ".join(revision.cmd_format(verbose=False) for revision in found if revision) or (
         "base"
     )
+
+
+def purge_idempotency_keys(db: Database) -> int:
+    """Delete the expired idempotency keys with the app's own driver; returns how many."""
+    if make_url(db.config.url).get_dialect().is_async:
+
+        async def purge() -> int:
+            try:
+                async with db.async_engine.begin() as connection:
+                    return await connection.run_sync(delete_expired_idempotency_keys)
+            finally:
+                await db.shutdown()
+
+        return asyncio.run(purge())
+    try:
+        with db.sync_engine.begin() as connection:
+            return delete_expired_idempotency_keys(connection)
+    finally:
+        db.sync_engine.dispose()
 
 
 def created(scripts: Script | list[Script | None] | None) -> list[str]:

@@ -268,6 +268,17 @@ def sync_create_item(body: ItemIn, session: DbSession) -> ItemOut:
     return _item_out(item)
 
 
+@app.post("/sync/items/slow", status_code=201)
+def sync_create_item_slowly(body: ItemIn, session: DbSession, ms: int = 1000) -> ItemOut:
+    """Insert, then take ``ms`` before answering: a client may give up meanwhile."""
+    item = Item()
+    item.name = body.name
+    session.add(item)
+    session.flush()
+    time.sleep(ms / 1000)
+    return _item_out(item)
+
+
 @app.get("/sync/items/{item_id}")
 def sync_read_item(item_id: int, session: DbSession) -> ItemOut:
     item = session.get(Item, item_id)
@@ -466,6 +477,18 @@ async def async_create_item(body: ItemIn, session: AsyncDbSession) -> ItemOut:
     item.name = body.name
     session.add(item)
     await session.flush()
+    return _item_out(item)
+
+
+@app.post("/async/items/slow", status_code=201)
+async def async_create_item_slowly(
+    body: ItemIn, session: AsyncDbSession, ms: int = 1000
+) -> ItemOut:
+    item = Item()
+    item.name = body.name
+    session.add(item)
+    await session.flush()
+    await anyio.sleep(ms / 1000)
     return _item_out(item)
 
 
