@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -320,6 +321,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300, help="measured, per endpoint")
     parser.add_argument("--warmup", type=int, default=200, help="requests per endpoint before")
     parser.add_argument("--compare", default="ceiling", help="the stack ratios are taken to")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of every app (e.g. DATABASE_RECONNECT_RETRIES=0); repeatable",
+    )
     parser.add_argument("--output", default=str(harness.HERE / ".results" / "instructions.json"))
     args = parser.parse_args()
     if args.stacks and not set(args.stacks) <= set(names):
@@ -334,6 +342,8 @@ def main() -> None:
     results_dir = harness.HERE / ".results"
     results_dir.mkdir(exist_ok=True)
     stacks = [s for s in STACKS if args.stacks is None or s.name in args.stacks]
+    extra = tuple(tuple(item.split("=", 1)) for item in args.env)
+    stacks = [dataclasses.replace(s, env=(*s.env, *extra)) for s in stacks]
     for venv in sorted({"core", *(s.venv for s in stacks)}):
         harness.ensure_venv(venv, results_dir / f"venv-{venv}.log")
     target = harness.postgres_target()
