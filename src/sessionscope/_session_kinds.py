@@ -1,5 +1,6 @@
 """Which classes a unit of work's sessions are: SQLAlchemy's, or SQLModel's with the same
-guards.
+guards; read-only ones, or ones that read a bookmark after their COMMIT (writing units of a
+database with replicas).
 
 sessionscope's guards (the read-only refusals, the ended-session and concurrency guards) are
 derived from the classes, so SQLModel's ``Session`` and ``AsyncSession`` get them the same way:
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from ._bookmarks import BookmarkAsyncSession, BookmarkSession
 from ._config import SessionClass
 from ._errors import MissingDriverError
 from ._sessions import (
@@ -26,19 +28,26 @@ from ._sessions import (
     guard_async_methods,
 )
 
-_SQLALCHEMY: dict[bool, tuple[type[Session], type[AsyncSession]]] = {
-    False: (ScopedSession, ScopedAsyncSession),
-    True: (ReadOnlySession, ReadOnlyAsyncSession),
+SessionKind = tuple[bool, bool]
+"""(read-only, reads a bookmark after COMMIT)."""
+
+_SQLALCHEMY: dict[SessionKind, tuple[type[Session], type[AsyncSession]]] = {
+    (False, False): (ScopedSession, ScopedAsyncSession),
+    (True, False): (ReadOnlySession, ReadOnlyAsyncSession),
+    (False, True): (BookmarkSession, BookmarkAsyncSession),
 }
 
 
 def session_classes(
-    kind: SessionClass, *, readonly: bool
+    kind: SessionClass, *, readonly: bool, bookmark: bool = False
 ) -> tuple[type[Session], type[AsyncSession]]:
-    """The (sync, async) session classes of a unit of work."""
+    """The (sync, async) session classes of a unit of work. ``bookmark``: the unit writes
+    to a database with replicas, and its session reads the primary's WAL position after its
+    COMMIT (a read-only unit has no COMMIT to follow)."""
+    key = (readonly, bookmark and not readonly)
     if kind == "sqlmodel":
-        return _sqlmodel_classes(readonly)
-    return _SQLALCHEMY[readonly]
+        return _sqlmodel_classes(key)
+    return _SQLALCHEMY[key]
 
 
 def _import_sqlmodel() -> tuple[type[Session], type[AsyncSession]]:
@@ -54,10 +63,11 @@ def _import_sqlmodel() -> tuple[type[Session], type[AsyncSession]]:
 
 
 @functools.cache
-def _sqlmodel_classes(readonly: bool) -> tuple[type[Session], type[AsyncSession]]:
+def _sqlmodel_classes(key: SessionKind) -> tuple[type[Session], type[AsyncSession]]:
     sqlmodel_sync, sqlmodel_async = _import_sqlmodel()
-    ours_sync, ours_async = _SQLALCHEMY[readonly]
-    prefix = "SQLModel" + ("ReadOnly" if readonly else "Scoped")
+    ours_sync, ours_async = _SQLALCHEMY[key]
+    readonly, bookmark = key
+    prefix = "SQLModel" + ("ReadOnly" if readonly else "Bookmark" if bookmark else "Scoped")
     sync_class: type[Session] = type(
         f"{prefix}Session", (sqlmodel_sync, ours_sync), {"__module__": __name__}
     )
@@ -78,7 +88,8 @@ def as_sqlmodel(session: Any) -> None:
     if ENDED_KEY in sync_session.info:
         return  # sealed: its class refuses every use, and must keep doing so
     readonly = isinstance(session, (ReadOnlySession, ReadOnlyAsyncSession))
-    sync_class, async_class = _sqlmodel_classes(readonly)
+    bookmark = isinstance(session, (BookmarkSession, BookmarkAsyncSession))
+    sync_class, async_class = _sqlmodel_classes((readonly, bookmark))
     if isinstance(session, AsyncSession):
         if not isinstance(session, async_class):
             session.__class__ = async_class

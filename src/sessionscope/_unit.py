@@ -23,8 +23,6 @@ from sqlalchemy.orm import Session
 
 from ._bookmarks import (
     UNREADABLE,
-    BookmarkAsyncSession,
-    BookmarkSession,
     bookmark_of,
     parse_lsn,
 )
@@ -178,13 +176,7 @@ class UnitOfWork:
     def open_sync(self, binder: Binder, ended_message: str) -> Session:
         self.binder = binder
         bind = binder.bind_for(self)
-        if self.config.replicas and self.mode != "readonly" and self._plain_sessions():
-            # Reads the primary's WAL position after COMMIT, for the response's bookmark.
-            session_class: type[Session] = BookmarkSession
-        else:
-            session_class = session_classes(
-                self.config.session_class, readonly=self.mode == "readonly"
-            )[0]
+        session_class = self._session_classes()[0]
         if isinstance(bind, Connection):
             # A connection holds an outer transaction (a test's): the session's commit and
             # rollback work on SAVEPOINTs inside it.
@@ -200,13 +192,7 @@ class UnitOfWork:
     def open_async(self, binder: Binder, ended_message: str) -> AsyncSession:
         self.binder = binder
         bind = binder.async_bind_for(self)
-        if self.config.replicas and self.mode != "readonly" and self._plain_sessions():
-            async_class: type[AsyncSession] = BookmarkAsyncSession
-        else:
-            async_class = session_classes(
-                self.config.session_class, readonly=self.mode == "readonly"
-            )[1]
-        session_class = async_class
+        session_class = self._session_classes()[1]
         if isinstance(bind, AsyncConnection):
             session = session_class(bind=bind, **_JOIN_OPTIONS)
         else:
@@ -282,9 +268,14 @@ class UnitOfWork:
                 await connection.close()
         return error
 
-    def _plain_sessions(self) -> bool:
-        # Bookmarks are read by SQLAlchemy's session classes; SQLModel sessions go without.
-        return self.config.session_class == "sqlalchemy"
+    def _session_classes(self) -> tuple[type[Session], type[AsyncSession]]:
+        # A writing unit of a database with replicas reads the primary's WAL position after
+        # its COMMIT, for the response's bookmark.
+        return session_classes(
+            self.config.session_class,
+            readonly=self.mode == "readonly",
+            bookmark=bool(self.config.replicas),
+        )
 
     def hold_slot(self, slot: ConnectionSlots) -> None:
         """Record a connection slot taken for this unit; `end` gives it back."""

@@ -116,6 +116,23 @@ def test_a_bookmark_reads_its_write_while_replay_is_paused(
         assert response.json() == {"body": "fresh", "in_recovery": True}
 
 
+# The app's routes use SQLAlchemy's execute(), which SQLModel's async session flags.
+@pytest.mark.filterwarnings(r"ignore:(?s).*session\.exec\(\):DeprecationWarning")
+def test_sqlmodel_sessions_carry_bookmarks_too(replication: Replication, flavour: str) -> None:
+    db = _database(replication, flavour, session_class="sqlmodel", max_replica_lag=60)
+    with TestClient(make_app(db, flavour)) as client:
+        _eventually(lambda: _replica_serves(db), "the replica serves reads")
+        replication.replica.execute("SELECT pg_wal_replay_pause()")
+        try:
+            created = client.post("/notes", json={"body": "modelled"})
+            note, bookmark = created.json(), created.headers[BOOKMARK]
+            response = client.get(f"/notes/{note}", headers={BOOKMARK: bookmark})
+            assert response.headers[SERVED_BY] == "primary"
+            assert response.json() == {"body": "modelled", "in_recovery": False}
+        finally:
+            replication.replica.execute("SELECT pg_wal_replay_resume()")
+
+
 def test_a_malformed_bookmark_is_served_by_the_primary(
     replication: Replication, flavour: str
 ) -> None:
