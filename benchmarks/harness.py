@@ -61,7 +61,16 @@ OBSERVED_ENV = (
     ("DATABASE_SLOW_QUERY_THRESHOLD", "5"),
     ("DATABASE_PROMETHEUS", "true"),
     ("DATABASE_OPENTELEMETRY", "true"),
+    # A traced app (an SDK provider, FastAPI's own request spans): the unit spans nest under
+    # the request's, as in production. The unobserved twin is traced the same way, so that
+    # the difference is sessionscope's features alone.
     ("BENCH_OTEL_SDK", "1"),
+    ("BENCH_FASTAPI_TRACING", "1"),
+)
+UNOBSERVED_ENV = (
+    ("DATABASE_METRICS", "false"),
+    ("BENCH_OTEL_SDK", "1"),
+    ("BENCH_FASTAPI_TRACING", "1"),
 )
 
 
@@ -80,7 +89,7 @@ STACKS = (
         "core",
         "async",
         sessionscope=True,
-        env=(("DATABASE_METRICS", "false"),),
+        env=UNOBSERVED_ENV,
     ),
     Stack("seed-get_db", "items_seed", "core", "sync"),
     Stack("handwritten-async", "items_handwritten", "core", "async"),
