@@ -228,7 +228,21 @@ def serve(
     env["DATABASE_URL"] = target.url_for(stack)
     env.update(stack.env)
     env.update(extra_env or {})
-    command = [
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            uvicorn_command(stack, port), cwd=HERE, env=env, stdout=out, stderr=out
+        )
+    server = Server(process, port)
+    try:
+        _wait_ready(server, log)
+        yield server
+    finally:
+        stop(process)
+
+
+def uvicorn_command(stack: Stack, port: int) -> list[str]:
+    """The command that serves ``stack`` with one uvicorn worker on ``port``."""
+    return [
         str(venv_python(stack.venv)),
         "-m",
         "uvicorn",
@@ -241,19 +255,16 @@ def serve(
         "warning",
         "--no-access-log",
     ]
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=HERE, env=env, stdout=out, stderr=out)
-    server = Server(process, port)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Stop a server as Ctrl-C does (its lifespan ends), killing it if it will not."""
+    process.send_signal(signal.SIGINT)
     try:
-        _wait_ready(server, log)
-        yield server
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_ready(server: Server, log: Path, timeout: float = 60.0) -> None:

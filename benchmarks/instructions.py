@@ -28,7 +28,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -180,17 +179,7 @@ def under_callgrind(
         "valgrind",
         "--tool=callgrind",
         f"--callgrind-out-file={out_dir}/callgrind.out",
-        str(harness.venv_python(stack.venv)),
-        "-m",
-        "uvicorn",
-        f"{stack.module}:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
+        *harness.uvicorn_command(stack, port),
     ]
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=harness.HERE, env=env, stdout=out, stderr=out)
@@ -210,12 +199,7 @@ def under_callgrind(
             time.sleep(1)
         yield process, port
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        harness.stop(process, timeout=120)
 
 
 _connections: dict[int, http.client.HTTPConnection] = {}

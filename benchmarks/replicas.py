@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -82,12 +81,7 @@ def serve(env: dict[str, str]) -> Iterator[harness.Server]:
                 time.sleep(0.2)
         yield server
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        harness.stop(process)
 
 
 def wrk_get(server: harness.Server, duration: float, bookmark: str | None) -> harness.WrkResult:
