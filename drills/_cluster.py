@@ -100,13 +100,15 @@ class DrillCluster:
             self.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         self.execute("SELECT pg_reload_conf()")
 
-    def terminate(self, database: str, where: str = "true") -> int:
+    def terminate(self, database: str, where: str = "true", *, wait: float = 0) -> int:
         """``pg_terminate_backend`` for the backends of ``database`` (never another cluster's,
-        never the caller's own) that match ``where``; how many."""
+        never the caller's own) that match ``where``; how many. With ``wait`` (seconds), each
+        call returns once its backend has exited (PostgreSQL 14's ``timeout`` argument)."""
         rows = self.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, :timeout))"
+            " FROM pg_stat_activity"
             f" WHERE datname = :database AND pid <> pg_backend_pid() AND ({where})",
-            params={"database": database},
+            params={"database": database, "timeout": int(wait * 1000)},
         )
         return int(rows[0][0])
 

@@ -1,11 +1,18 @@
 """Backends killed under load: idle ones, then busy ones, with asyncpg and with psycopg.
 
-Clients write items (POST, then GET) while the drill kills backends of the service's database
-with ``pg_terminate_backend`` every half second: first only idle ones (``state = 'idle'``:
-the pool's connections between requests), then any (in the middle of a statement or a
-COMMIT). Promises: idle kills fail no request at all; busy kills fail requests only with a
+Clients write items (POST, then GET). Idle kills: the clients run in bursts of half a second;
+between two bursts, when every client has its answer and no request is in flight, the drill
+kills the service database's idle backends (``state = 'idle'``: the pool's connections,
+between requests) with ``pg_terminate_backend`` and waits until they have exited; the next
+burst meets the dead connections. Busy kills: the clients run without a break while the
+drill kills any backend of the database every half second (in the middle of a statement or
+a COMMIT). Promises: idle kills fail no request at all; busy kills fail requests only with a
 503 and ``Retry-After`` (no 500, no dropped connection), and no acknowledged write is lost
 or written twice.
+
+The idle kills wait for a pause because a backend seen idle under continuous load may be
+taken by a request before the kill lands: its unit's first statement has run, the kill is a
+busy one, and the request rightly fails with a 503.
 """
 
 from __future__ import annotations
@@ -23,15 +30,55 @@ CLIENTS = 8
 INTERVAL = 0.5
 PAUSE = 0.05
 """Between a client's rounds: the pool's connections sit idle now and then."""
+EXIT_WAIT = 5.0
+"""How long an idle kill waits for its backend to exit, at most."""
 DRIVERS = ("asyncpg", "psycopg")
 
 
-async def under_kills(
-    base_url: str, cluster: DrillCluster, database: str, *, busy: bool, seconds: float
+async def idle_kills(
+    base_url: str, cluster: DrillCluster, database: str, *, seconds: float
 ) -> tuple[Tally, int]:
+    """Bursts of load; between two, with no request in flight, the idle backends killed."""
+    tally = Tally()
+    async with http_client(base_url, CLIENTS) as client:
+        user_id = await create_user(client, f"kills-{time.monotonic_ns()}@example.com")
+
+        async def burst(number: int) -> None:
+            stop = asyncio.Event()
+            load = asyncio.create_task(
+                writers(
+                    client,
+                    user_id,
+                    tally,
+                    clients=CLIENTS,
+                    stop=stop,
+                    prefix=f"idle{number}",
+                    pause=PAUSE,
+                )
+            )
+            await asyncio.sleep(INTERVAL)
+            stop.set()
+            await load  # every client has its answer: no request in flight
+
+        await burst(0)  # the pool fills
+        killed = 0
+        number = 1
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            killed += await asyncio.to_thread(
+                cluster.terminate, database, "state = 'idle'", wait=EXIT_WAIT
+            )
+            await burst(number)  # meets the dead connections
+            number += 1
+    return tally, killed
+
+
+async def busy_kills(
+    base_url: str, cluster: DrillCluster, database: str, *, seconds: float
+) -> tuple[Tally, int]:
+    """Load without a break; any backend killed every `INTERVAL` seconds."""
     tally = Tally()
     stop = asyncio.Event()
-    where = "true" if busy else "state = 'idle'"
     async with http_client(base_url, CLIENTS) as client:
         user_id = await create_user(client, f"kills-{time.monotonic_ns()}@example.com")
         load = asyncio.create_task(
@@ -41,7 +88,7 @@ async def under_kills(
                 tally,
                 clients=CLIENTS,
                 stop=stop,
-                prefix="busy" if busy else "idle",
+                prefix="busy",
                 pause=PAUSE,
             )
         )
@@ -49,7 +96,7 @@ async def under_kills(
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             await asyncio.sleep(INTERVAL)
-            killed += await asyncio.to_thread(cluster.terminate, database, where)
+            killed += await asyncio.to_thread(cluster.terminate, database)
         stop.set()
         await load
     return tally, killed
@@ -58,7 +105,9 @@ async def under_kills(
 def drill(report: Report) -> None:
     seconds = 20.0 if report.full else 3.0
     report.figure(
-        "load", f"{CLIENTS} clients, a kill every {INTERVAL:g} s for {seconds:g} s per phase"
+        "load",
+        f"{CLIENTS} clients, {seconds:g} s per phase; idle: bursts of {INTERVAL:g} s, the idle "
+        f"backends killed between two; busy: a kill every {INTERVAL:g} s",
     )
     with drill_cluster() as cluster:
         for index, driver in enumerate(DRIVERS):
@@ -66,10 +115,10 @@ def drill(report: Report) -> None:
             url = cluster.url(database, driver)
             with serve(url, HTTP_PORTS[index], f"backend-kills-{driver}") as service:
                 idle, idle_killed = asyncio.run(
-                    under_kills(service.url, cluster, database, busy=False, seconds=seconds)
+                    idle_kills(service.url, cluster, database, seconds=seconds)
                 )
                 busy, busy_killed = asyncio.run(
-                    under_kills(service.url, cluster, database, busy=True, seconds=seconds)
+                    busy_kills(service.url, cluster, database, seconds=seconds)
                 )
             report.figure(
                 f"{driver} idle kills", f"{idle_killed} backends; answers {idle.summary()}"
