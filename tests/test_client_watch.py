@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
+from typing import Any
 
 import anyio
 import pytest
-from starlette.types import Message
+import uvicorn
+from starlette.types import Message, Receive, Scope, Send
 
 from sessionscope._disconnect import ClientWatch
 
@@ -65,3 +68,110 @@ async def test_a_disconnect_the_app_read_is_remembered() -> None:
     assert await watch.receive() == DISCONNECT
     assert await watch.client_gone()  # without asking the server again
     assert not server.messages
+
+
+class _AwaitableOf:
+    def __init__(self, iterator: Any) -> None:
+        self.iterator = iterator
+
+    def __await__(self) -> Any:
+        return self.iterator
+
+
+async def test_a_receive_that_is_not_a_coroutine_is_looked_at_in_a_cancelled_scope() -> None:
+    server = Server()
+    watch = ClientWatch(lambda: _AwaitableOf(server.receive().__await__()))
+    assert not await watch.client_gone()
+    server.send(DISCONNECT)
+    assert await watch.client_gone()
+    assert await watch.receive() == DISCONNECT
+
+
+# -- uvicorn's own receive() (h11 and httptools), over a real socket ------------------------
+
+
+async def watched_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    watch = ClientWatch(receive)
+    seen: list[Any] = [await watch.client_gone()]  # the body is there: taken, and held
+    seen.append((await watch.receive())["body"].decode())
+    if scope["path"] == "/wait-for-gone":
+        for _ in range(500):  # the client closes its socket; uvicorn notices soon after
+            if await watch.client_gone():
+                break
+            await anyio.sleep(0.01)
+        seen.append(watch.gone)
+        seen.append((await watch.receive())["type"])
+        RESULTS.append(seen)
+        FINISHED[0].set()
+        return
+    seen.append(await watch.client_gone())  # the client waits: its receive() would wait
+    body = json.dumps(seen).encode()
+    length = str(len(body)).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+RESULTS: list[list[Any]] = []
+FINISHED: list[anyio.Event] = []
+
+
+def request(path: str, body: bytes) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+    )
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+async def test_uvicorn_receive_is_looked_at_without_losing_a_message(http: str) -> None:
+    config = uvicorn.Config(
+        watched_app, host="127.0.0.1", port=0, http=http, lifespan="off", log_level="warning"
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)  # what serve() sets up before startup()
+    await server.startup()
+    try:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            await client.send(request("/", b"first"))
+            answer = b""
+            while not answer.endswith(b"]"):
+                answer += await client.receive()
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == [False, "first", False]
+            # The same connection serves the next request: the cancelled look left no waiter.
+            await client.send(request("/", b"second"))
+            answer = b""
+            while not answer.endswith(b"]"):
+                answer += await client.receive()
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == [False, "second", False]
+        RESULTS.clear()
+        FINISHED[:] = [anyio.Event()]
+        async with await anyio.connect_tcp("127.0.0.1", port) as client:
+            await client.send(request("/wait-for-gone", b"last"))
+        with anyio.fail_after(10):
+            await FINISHED[0].wait()
+        assert RESULTS == [[False, "last", True, "http.disconnect"]]
+    finally:
+        server.should_exit = True
+        await server.shutdown()
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_the_look_in_a_cancelled_scope_takes_nothing_either() -> None:
+    server = Server()
+    watch = ClientWatch(server.receive)
+    assert not await watch.client_gone()
+    server.send(BODY)
+    assert await watch.receive() == BODY
+    server.send(DISCONNECT)
+    assert await watch.client_gone()
+    assert await watch.receive() == DISCONNECT

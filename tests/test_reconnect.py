@@ -16,9 +16,21 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, select, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import registry
+from sqlalchemy import (
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import Mapper, registry, relationship
 
 from sessionscope import AsyncDbSession, Database, DbSession
 
@@ -41,13 +53,41 @@ items = Table(
     Column("name", String(50), nullable=False),
 )
 
+notes = Table(
+    "reconnect_notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item_id", ForeignKey("reconnect_items.id"), nullable=False),
+    Column("text", String(50), nullable=False),
+)
+
 
 class Item:
     id: int
     name: str
 
 
-registry().map_imperatively(Item, items)
+class Note:
+    id: int
+    item: Item
+    text: str
+
+
+mapper_registry = registry()
+mapper_registry.map_imperatively(Item, items)
+mapper_registry.map_imperatively(Note, notes, properties={"item": relationship(Item)})
+
+KILL_AFTER_INSERT: dict[str, Engine] = {}
+"""Item names whose INSERT is followed by the kill of its connection, once."""
+KILLED_IDS: list[int] = []
+
+
+@event.listens_for(Item, "after_insert")
+def _kill_after_insert(_mapper: Mapper[Item], connection: Connection, target: Item) -> None:
+    admin = KILL_AFTER_INSERT.pop(target.name, None)
+    if admin is not None:
+        KILLED_IDS.append(target.id)
+        kill(admin, int(connection.exec_driver_sql(ID_SQL[admin.dialect.name]).scalar_one()))
 
 
 @pytest.fixture
@@ -105,6 +145,29 @@ def make_app(database_url: str, admin: Engine, **options: Any) -> FastAPI:
         await session.flush()
         return {"id": item.id, "backend": int((await session.execute(id_sql)).scalar_one())}
 
+    @app.post("/sync/items-with-note", status_code=201)
+    def sync_create_with_note(name: str, session: DbSession) -> dict[str, int]:
+        note = Note()
+        note.text = "first"
+        note.item = Item()
+        note.item.name = name
+        session.add(note)
+        session.flush()  # two INSERTs: the item's, then the note's
+        return {"id": note.item.id, "backend": int(session.execute(id_sql).scalar_one())}
+
+    @app.post("/async/items-with-note", status_code=201)
+    async def async_create_with_note(name: str, session: AsyncDbSession) -> dict[str, int]:
+        note = Note()
+        note.text = "first"
+        note.item = Item()
+        note.item.name = name
+        session.add(note)
+        await session.flush()
+        return {
+            "id": note.item.id,
+            "backend": int((await session.execute(id_sql)).scalar_one()),
+        }
+
     @app.get("/sync/killed-midway")
     def sync_killed_midway(session: DbSession) -> int:
         kill(admin, int(session.execute(id_sql).scalar_one()))
@@ -153,6 +216,30 @@ def test_a_killed_idle_connection_does_not_fail_the_next_insert(
     assert response.json()["backend"] != first["backend"]
     assert RERUN_MESSAGE in caplog.text
     assert count(admin, "after-kill") == 1
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_a_connection_killed_between_the_statements_of_the_first_flush_runs_it_again(
+    database_url: str, admin: Engine, flavour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first operation's first INSERT ran; its connection dies before the second. The
+    # transaction is lost whole, the operation had not returned: it runs again, and the item
+    # gets a key of its own, not the lost row's.
+    with TestClient(make_app(database_url, admin)) as client:
+        first = client.post(f"/{flavour}/items", params={"name": "warm"}).json()
+        KILL_AFTER_INSERT["noted"] = admin
+        KILLED_IDS.clear()
+        with caplog.at_level(logging.INFO, logger="sessionscope"):
+            response = client.post(f"/{flavour}/items-with-note", params={"name": "noted"})
+    assert "noted" not in KILL_AFTER_INSERT  # the kill happened
+    assert response.status_code == 201, response.text
+    assert response.json()["backend"] != first["backend"]
+    assert response.json()["id"] not in KILLED_IDS
+    assert RERUN_MESSAGE in caplog.text
+    assert count(admin, "noted") == 1
+    with admin.connect() as connection:
+        noted = connection.execute(select(notes.c.item_id)).scalars().all()
+    assert noted == [response.json()["id"]]
 
 
 @pytest.mark.parametrize("flavour", ["sync", "async"])

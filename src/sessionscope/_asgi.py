@@ -295,7 +295,13 @@ async def _end_or_raise(unit: UnitOfWork, status: int | None, watch: ClientWatch
         unit.end_unused()
         return
     commit = should_commit(status, None, unit.policy)
-    if commit and watch is not None and unit.mode != "readonly" and await watch.client_gone():
+    if (
+        commit
+        and watch is not None
+        and unit.mode != "readonly"
+        and unit.would_commit()
+        and await watch.client_gone()
+    ):
         # Nobody will read the answer, and a client that gave up may well send it again.
         logger.warning(
             "the client of %s went away before COMMIT; the unit of work is rolled back",

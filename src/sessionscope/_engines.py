@@ -1,5 +1,4 @@
-"""Engine creation: driver pairs, per-backend defaults, the SQLite recipe, idle pings and the
-marks of first statements (`_reconnect`)."""
+"""Engine creation: driver pairs, per-backend defaults, the SQLite recipe and idle pings."""
 
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ from ._config import DatabaseConfig
 from ._errors import ConfigurationError, MissingDriverError
 from ._pgbouncer import pgbouncer_connect_args
 from ._pool import AsyncKeepWarmQueuePool, KeepWarmQueuePool
-from ._reconnect import install_first_statement_marks
 from ._urls import DRIVER_PAIRS, missing_driver_message, normalize_url
 
 _ASYNC_DRIVERS = frozenset({"aiosqlite", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"})
@@ -214,8 +212,6 @@ def create_async_db_engine(config: DatabaseConfig, url: URL) -> AsyncEngine:
 def _install_hooks(engine: Engine, config: DatabaseConfig, url: URL) -> None:
     if url.get_backend_name() == "sqlite":
         _install_sqlite_recipe(engine, config, memory=is_sqlite_memory(url))
-    elif config.reconnect_retries:
-        install_first_statement_marks(engine)
     if config.ping_after_idle:
         _install_idle_ping(engine, config.ping_after_idle)
 

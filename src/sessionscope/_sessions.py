@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ._errors import ConcurrentSessionUseError, SessionClosedError, SessionScopeError
-from ._reconnect import RECONNECT_KEY, connection_taken, first_statement, run_first_use
+from ._reconnect import RECONNECT_KEY, connection_taken, run_first_use
 
 ENDED_KEY = "sessionscope.ended"
 UNIT_KEY = "sessionscope.unit"
@@ -68,7 +68,33 @@ def public_methods(cls: type) -> list[str]:
 
 
 class ScopedSession(Session):
-    """A Session owned by a sessionscope unit of work."""
+    """A Session owned by a sessionscope unit of work.
+
+    Its first database operation may run again on a fresh connection (`_reconnect`): the
+    three methods that run statements (``get``, lazy loads and refreshes go through
+    ``execute``) and ``flush`` look for that, not a ``do_orm_execute`` listener, which would
+    make SQLAlchemy build an `ORMExecuteState` for every statement."""
+
+    def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if RECONNECT_KEY in self.info:
+            return run_first_use(
+                self, lambda: super(ScopedSession, self).execute(statement, *args, **kwargs)
+            )
+        return super().execute(statement, *args, **kwargs)
+
+    def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if RECONNECT_KEY in self.info:
+            return run_first_use(
+                self, lambda: super(ScopedSession, self).scalar(statement, *args, **kwargs)
+            )
+        return super().scalar(statement, *args, **kwargs)
+
+    def scalars(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if RECONNECT_KEY in self.info:
+            return run_first_use(
+                self, lambda: super(ScopedSession, self).scalars(statement, *args, **kwargs)
+            )
+        return super().scalars(statement, *args, **kwargs)
 
     def flush(self, objects: Sequence[Any] | None = None) -> None:
         if RECONNECT_KEY in self.info and self.new:
@@ -78,7 +104,6 @@ class ScopedSession(Session):
             super().flush(objects)
 
 
-event.listen(ScopedSession, "do_orm_execute", first_statement)
 event.listen(ScopedSession, "after_begin", connection_taken)
 
 

@@ -283,6 +283,15 @@ class UnitOfWork:
 
     # -- the end ----------------------------------------------------------------------------
 
+    def would_commit(self) -> bool:
+        """Whether ending with a commit would send one: the session has a transaction open or
+        changes waiting (a fast-path connection always has its transaction)."""
+        if self.async_session is not None:
+            return has_pending_work(self.async_session.sync_session)
+        if self.sync_session is not None:
+            return has_pending_work(self.sync_session)
+        return self.async_connection is not None
+
     def end_unused(self) -> None:
         """End a unit that never opened a session (no I/O); a slot it took is given back."""
         self.ended = True
