@@ -72,6 +72,7 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
+        timeout_keep_alive=settings.keep_alive_seconds(settings.database_config()),
     )
 
 

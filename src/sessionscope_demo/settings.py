@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -49,6 +50,20 @@ class ServiceSettings(BaseSettings):
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1)
     """Largest request body accepted; a larger one is answered 413 before it is parsed. The
     largest valid body, every character escaped in JSON, is below 30 KiB."""
+
+    keep_alive_timeout: int | None = Field(default=None, gt=0)
+    """Seconds uvicorn keeps an idle kept-alive connection open. By default 5 s more than the
+    longest ``Retry-After`` the service sends (see `keep_alive_seconds`)."""
+
+    def keep_alive_seconds(self, config: DatabaseConfig) -> int:
+        """`keep_alive_timeout`, or 5 s more than the longest ``Retry-After`` the service
+        sends: a request shed under overload is told to come back after
+        ``DATABASE_POOL_TIMEOUT`` (at least ``DATABASE_RETRY_AFTER``). With uvicorn's own 5 s
+        and the default 5 s pool wait, a client that waits as told sends its next request on
+        its kept-alive connection just as the server closes it, and is reset."""
+        if self.keep_alive_timeout is not None:
+            return self.keep_alive_timeout
+        return max(config.retry_after, math.ceil(config.pool_timeout)) + 5
 
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"

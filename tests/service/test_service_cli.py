@@ -86,6 +86,8 @@ def test_console_script_serves_the_documented_curl_session_with_two_workers(
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}",
         **{key.upper(): str(value) for key, value in FAST_HASHING.items()},
+        # A shed request is told to come back after 1 s: the connection is kept 6 s.
+        "DATABASE_POOL_TIMEOUT": "0.5",
     }
     script = Path(sys.executable).with_name("sessionscope-demo")
     log = tmp_path / "server.log"
@@ -122,6 +124,7 @@ def test_console_script_serves_the_documented_curl_session_with_two_workers(
         assert (user["id"], user["email"]) == (1, "ada@example.com")
         assert (item["owner_id"], item["name"]) == (1, "Notebook")
         assert (listing["items"], listing["total"]) == ([item], 1)
+        _kept_alive_past_the_longest_retry_after(port)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -129,6 +132,27 @@ def test_console_script_serves_the_documented_curl_session_with_two_workers(
     assert "schema at revision 0003" in output_text
     assert "Started parent process" in output_text
     assert output_text.count("Started server process") == 2
+
+
+def _kept_alive_past_the_longest_retry_after(port: int) -> None:
+    """A client that waits the ``Retry-After`` it was given finds its kept-alive connection
+    open: uvicorn's own 5 s would close it just as such a client comes back."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        for attempt in range(2):
+            if attempt:
+                time.sleep(5.5)
+            sock.sendall(request)
+            status = reader.readline()
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            reader.read(length)
+        reader.close()
 
 
 def test_the_doc_shows_the_commands_of_the_curl_session() -> None:
