@@ -30,6 +30,10 @@ LOG_DIR_ENV = "DRILLS_LOG_DIR"
 """Where the services of a run write their output (the runner sets it; the secrets drill
 reads every file there)."""
 
+SERVICE_ENV = "DRILLS_SERVICE_ENV"
+"""Variables set on every service a drill starts, over the drill's own (JSON; the
+``--service-env`` option): the same drill with a feature off, for a comparison."""
+
 HTTP_PORTS = range(8460, 8480)
 """The loopback ports the drills' services listen on."""
 
@@ -91,7 +95,41 @@ def parse(description: str | None, argv: list[str] | None = None) -> argparse.Na
     )
     size.add_argument("--full", dest="full", action="store_true", help="the documented run")
     parser.set_defaults(full=False)
-    return parser.parse_args(argv)
+    add_service_env(parser)
+    args = parser.parse_args(argv)
+    use_service_env(args.service_env)
+    return args
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def add_service_env(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--service-env",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set on the service under drill, over the drill's own settings (repeatable), "
+        "e.g. DATABASE_SHED_OVERLOAD=false to see a promise break without its feature",
+    )
+
+
+def use_service_env(assignments: list[tuple[str, str]]) -> None:
+    """Pass ``--service-env`` on to the services (and, from the runner, to the drills)."""
+    if assignments:
+        os.environ[SERVICE_ENV] = json.dumps({**service_env(), **dict(assignments)})
+
+
+def service_env() -> dict[str, str]:
+    """The ``--service-env`` variables of this run."""
+    configured: dict[str, str] = json.loads(os.environ.get(SERVICE_ENV) or "{}")
+    return configured
 
 
 def log_dir() -> Path:
@@ -110,7 +148,12 @@ def run(drill: str, description: str | None, body: Callable[[Report], None]) -> 
     """Parse the command line, print the drill's header, run ``body``, report."""
     args = parse(description, sys.argv[1:])
     report = Report(drill, args.full)
-    print(f"drill {drill} ({'full' if args.full else 'short'})", flush=True)
+    overrides = " ".join(f"{name}={value}" for name, value in service_env().items())
+    print(
+        f"drill {drill} ({'full' if args.full else 'short'})"
+        + (f"; service env {overrides}" if overrides else ""),
+        flush=True,
+    )
     try:
         body(report)
     except Exception:

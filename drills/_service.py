@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from _common import log_dir
+from _common import log_dir, service_env
 from sqlalchemy import create_engine, make_url, text
 
 from sessionscope import Database
@@ -71,6 +71,7 @@ def serve(
     environment.update(FAST_HASHING)
     environment.update({"DATABASE_URL": database_url, "LOG_LEVEL": "info"})
     environment.update(env or {})
+    environment.update(service_env())
     with log.open("ab") as out:
         process = subprocess.Popen(
             _command(port), env=environment, stdout=out, stderr=subprocess.STDOUT

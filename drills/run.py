@@ -3,6 +3,7 @@
     python drills/run.py --short            # every drill, a few seconds each (CI)
     python drills/run.py --full             # the documented run (docs/reliability.md)
     python drills/run.py --short restart overload
+    python drills/run.py --full overload --service-env DATABASE_SHED_OVERLOAD=false
 
 Run as root on a machine with PostgreSQL's Debian tools (``pg_createcluster``): the runner
 makes one PostgreSQL cluster of its own on port 5460 (role ``drill`` with a password), hands
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 from _cluster import CLUSTER_ENV, own_cluster, shared_env, tools_problem
-from _common import HERE, LOG_DIR_ENV, RESULT_PREFIX
+from _common import HERE, LOG_DIR_ENV, RESULT_PREFIX, add_service_env, use_service_env
 
 DRILLS = {
     "restart": "restart.py",
@@ -94,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="where the services' logs go (default: a new temporary directory)",
     )
+    add_service_env(parser)
     parser.add_argument("drills", nargs="*", metavar="drill", help="only these (default: all)")
     args = parser.parse_args(argv)
+    use_service_env(args.service_env)
     unknown = [name for name in args.drills if name not in DRILLS]
     if unknown:
         parser.error(f"unknown drill {', '.join(unknown)}; choose from {', '.join(DRILLS)}")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import httpx
 import pytest
 
 DRILLS_DIR = Path(__file__).resolve().parent.parent / "drills"
@@ -121,3 +122,22 @@ def test_percentiles_of_the_figures(drills: None) -> None:
     assert common.percentile(values, 0.99) == 99.0
     assert common.percentile(values, 0.5) == 50.0
     assert common.percentile([], 0.99) is None
+
+
+def test_service_env_reaches_the_service_under_drill(
+    drills: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--service-env` is how a drill is run again without its feature (docs/reliability.md).
+    monkeypatch.setenv("DRILLS_LOG_DIR", str(tmp_path))
+    monkeypatch.delenv("DRILLS_SERVICE_ENV", raising=False)
+    common = load("_common.py")
+    with pytest.raises(SystemExit):
+        common.parse(None, ["--service-env", "NO_EQUALS_SIGN"])
+    common.parse(None, ["--service-env", "DATABASE_POOL_SIZE=3", "--service-env", "X=a=b"])
+    assert common.service_env() == {"DATABASE_POOL_SIZE": "3", "X": "a=b"}
+    service = load("_service.py")
+    port = common.HTTP_PORTS[-1]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'drill.db'}"
+    with service.serve(url, port, "service-env", env={"DATABASE_POOL_SIZE": "7"}) as served:
+        pools = httpx.get(f"{served.url}/readyz", timeout=10).json()["pools"]
+    assert {pool["size"] for pool in pools.values()} == {3}
