@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from typing import Any
@@ -142,10 +143,12 @@ async def test_uvicorn_receive_is_looked_at_without_losing_a_message(http: str) 
         lifespan="off",
         log_level="warning",
     )
-    config.load()
     server = uvicorn.Server(config)
-    server.lifespan = config.lifespan_class(config)  # what serve() sets up before startup()
-    await server.startup()
+    serving = asyncio.ensure_future(server.serve())
+    with anyio.fail_after(10):
+        while not server.started:
+            assert not serving.done(), serving.exception()
+            await anyio.sleep(0.01)
     try:
         port = server.servers[0].sockets[0].getsockname()[1]
         async with await anyio.connect_tcp("127.0.0.1", port) as client:
@@ -169,7 +172,7 @@ async def test_uvicorn_receive_is_looked_at_without_losing_a_message(http: str) 
         assert RESULTS == [[False, "last", True, "http.disconnect"]]
     finally:
         server.should_exit = True
-        await server.shutdown()
+        await serving
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
