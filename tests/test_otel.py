@@ -146,15 +146,16 @@ def test_no_unit_span_outside_a_traced_request(
     provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
     from sessionscope._observe import Observation
-    from sessionscope._otel import make_tracer, record_unit_span, unit_parent
+    from sessionscope._otel import make_tracer
 
-    tracer = make_tracer()
+    unit_spans = make_tracer()
     observation = Observation("GET", "/items", 0.0, None)
-    assert unit_parent(observation) is None  # no request span to nest under
+    assert unit_spans.parent(observation) is None  # no request span to nest under
     with provider.get_tracer("test").start_as_current_span("GET /items") as request:
-        observation.span = unit_parent(observation)
-    assert observation.span is request
-    record_unit_span(tracer, observation, True, None)
+        observation.span = unit_spans.parent(observation)
+    # The context current at the opening, whose span is the request's.
+    assert trace.get_current_span(observation.span) is request
+    unit_spans.record(observation, True, None)
     (unit,) = [s for s in spans.get_finished_spans() if s.name == UNIT_SPAN]
     assert unit.parent is not None
     assert unit.parent.span_id == request.get_span_context().span_id

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -74,7 +74,7 @@ class Observation:
         self.rows = 0
         self.repeats: dict[str, int] | None = {} if budget is not None else None
         self.span: Any = None
-        """The parent of the unit's OpenTelemetry span, when it gets one."""
+        """The OpenTelemetry context the unit's span goes under, when it gets one."""
         self.started_ns = 0
 
     def query_stats(self) -> QueryStats:
@@ -133,6 +133,16 @@ def route_of(scope: Any) -> str:
     return template if isinstance(template, str) else "(unmatched)"
 
 
+class UnitSpanRecorder(Protocol):
+    """What records the units' OpenTelemetry spans (`_otel.UnitSpans`)."""
+
+    def parent(self, observation: Observation) -> Any: ...
+
+    def record(
+        self, observation: Observation, committed: bool, failed_status: int | None
+    ) -> None: ...
+
+
 class Observer:
     """The observation of the units of work of one runtime."""
 
@@ -154,7 +164,8 @@ class Observer:
         # The statement listeners find the request's observation through context variables;
         # without them (metrics only) nothing reads those variables, and setting them costs.
         self.listens = self.counts_statements or self.slow_threshold is not None
-        self.tracer: Any = None
+        self.tracer: UnitSpanRecorder | None = None
+        """The unit spans, when `opentelemetry` is on and the runtime has started."""
         self._engines: list[Engine] = []
         # Statements go to the observation of their database's unit (a request that uses two
         # databases has one for each), whichever of the database's runtimes runs them: a
@@ -222,9 +233,7 @@ class Observer:
             budget = self.config.query_budget
         observation = Observation(scope.get("method", ""), route_of(scope), pool_wait, budget)
         if self.tracer is not None:
-            from ._otel import unit_parent
-
-            observation.span = unit_parent(observation)
+            observation.span = self.tracer.parent(observation)
         if self.listens:
             self._current.set(observation)
             current_observation.set(observation)
@@ -247,10 +256,9 @@ class Observer:
         if budget is not None and observation.statements > budget:
             metrics.query_budget_exceeded += 1
             self._report_budget(observation, budget)
-        if observation.span is not None:
-            from ._otel import record_unit_span
-
-            record_unit_span(self.tracer, observation, committed, failed_status)
+        tracer = self.tracer
+        if tracer is not None and observation.span is not None:
+            tracer.record(observation, committed, failed_status)
 
     def _report_budget(self, observation: Observation, budget: int) -> None:
         statement, times = observation.most_repeated()
