@@ -142,7 +142,8 @@ def ensure_server_database(url: str) -> None:
         finally:
             engine.dispose()
     elif parsed.get_backend_name() == "mysql":
-        engine = create_engine(parsed.set(database=None))
+        # Connected to the server's own schema: URL.set(database=None) would keep the name.
+        engine = create_engine(parsed.set(database="mysql"))
         try:
             with engine.connect() as connection:
                 connection.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}`"))

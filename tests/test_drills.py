@@ -12,12 +12,16 @@ import importlib
 import json
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, make_url, text
+
+from .conftest import require_server
 
 DRILLS_DIR = Path(__file__).resolve().parent.parent / "drills"
 SCRIPTS = sorted(path.name for path in DRILLS_DIR.glob("*.py") if not path.name.startswith("_"))
@@ -141,3 +145,28 @@ def test_service_env_reaches_the_service_under_drill(
     with service.serve(url, port, "service-env", env={"DATABASE_POOL_SIZE": "7"}) as served:
         pools = httpx.get(f"{served.url}/readyz", timeout=10).json()["pools"]
     assert {pool["size"] for pool in pools.values()} == {3}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_the_drills_create_their_database_on_a_shared_server(drills: None, backend: str) -> None:
+    # A fresh machine has no `test_drills` database: the invariant and hostile drills make it.
+    server = make_url(require_server(backend))
+    name = f"test_drills_{uuid.uuid4().hex[:8]}"
+    url = server.set(database=name).render_as_string(hide_password=False)
+    service = load("_service.py")
+    service.ensure_server_database(url)
+    service.ensure_server_database(url)  # and find it the second time
+    admin = server.set(database="postgres" if backend == "postgres" else "mysql")
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            quoted = f'"{name}"' if backend == "postgres" else f"`{name}`"
+            connection.execute(text(f"DROP DATABASE {quoted}"))
+    finally:
+        engine.dispose()
