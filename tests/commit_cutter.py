@@ -95,9 +95,11 @@ class CommitCutter:
         _close(client)
 
     def _cut(self, client: socket.socket, server: socket.socket) -> None:
+        # Marked first: once the sockets close, the app may answer (and the test look at
+        # `cut`) before this thread runs again on a loaded machine.
+        self.cut.set()
         _close(client)
         _close(server)
-        self.cut.set()
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -71,6 +71,11 @@ class UnitOfWorkBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        parameters = self.attachment.session_parameters
+        if parameters is not None and not parameters.restored:
+            # Before routing: an override of get_async_session set since start-up gives
+            # the routes their session dependency back.
+            parameters.check()
         if not _dependencies.retries_declared:
             # No route can run again: nothing to keep for a re-run.
             await self._run_once(scope, receive, send, 0)

@@ -22,7 +22,12 @@ from typing_extensions import Unpack
 
 from ._asgi import UnitOfWorkBoundary
 from ._config import DatabaseConfig, DatabaseOptions
-from ._dependencies import hoist_route_options, request_async_session, request_sync_session
+from ._dependencies import (
+    hoist_route_options,
+    hoist_session_parameters,
+    request_async_session,
+    request_sync_session,
+)
 from ._engines import mask_url
 from ._env import config_from_env
 from ._errors import ConfigurationError
@@ -191,11 +196,14 @@ class Database:
         """
         attachment = self.attach(app)
         hoist_route_options(app)
+        needed = _flavours_used_by(app)
+        if attachment.default:
+            attachment.session_parameters = hoist_session_parameters(app)
         runtime = Runtime(self._config, name=self.name, observations=self._observations)
         # Under a test binding every unit runs on the test's connection: connecting here
         # would only cost time. The engines are still made if a request comes after it.
         check = self._config.check_on_startup and binding_of(self) is None
-        await runtime.start(needed=_flavours_used_by(app), check=check)
+        await runtime.start(needed=needed, check=check)
         self._app_runtimes[app] = runtime
         attachment.runtime = runtime
         try:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
+import sys
 import warnings
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import Depends
+from fastapi import routing as fastapi_routing
+from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -330,6 +336,129 @@ def hoist_route_options(app: Any) -> None:
             sub for sub in dependencies if getattr(sub.call, "sessionscope_options", None) is None
         ]
         setattr(route, _ROUTE_OPTIONS, (*getattr(route, _ROUTE_OPTIONS, ()), *hoisted))
+
+
+_SESSION_PARAMETER = "sessionscope_session_parameter"
+_REQUEST_KEY = "_sessionscope_request"
+
+
+class SessionParameters:
+    """The routes of one app whose ``AsyncDbSession`` parameter is supplied by the endpoint's
+    wrapper (`hoist_session_parameters`) instead of a dependency FastAPI solves on every
+    request; a FastAPI dependency costs about 70,000 instructions, the wrapper a call.
+
+    An override of `get_async_session` in ``app.dependency_overrides`` must be honoured,
+    also one set after start-up (tests set them while the app runs): the request boundary
+    calls `check` before routing, and the first time one is set the routes get the
+    dependency back, for good. Their wrappers then pass the overridden session on."""
+
+    __slots__ = ("_app", "_routes", "restored")
+
+    def __init__(self, app: Any, routes: list[tuple[Any, Any, int]]) -> None:
+        self._app = app
+        self._routes = routes
+        """(the route's dependant, the session's dependant taken out of it, its index)."""
+        self.restored = False
+
+    def check(self) -> None:
+        overrides = getattr(self._app, "dependency_overrides", None)
+        if overrides and get_async_session in overrides:
+            self.restore()
+
+    def restore(self) -> None:
+        self.restored = True
+        for dependant, session_dependant, index in self._routes:
+            dependencies = dependant.dependencies
+            if any(sub is session_dependant for sub in dependencies):
+                continue
+            # A new list: a request solving the route's dependencies right now goes on
+            # over the old one.
+            restored = list(dependencies)
+            restored.insert(min(index, len(restored)), session_dependant)
+            dependant.dependencies = restored
+
+
+def hoist_session_parameters(app: Any) -> SessionParameters | None:
+    """Supply the ``AsyncDbSession`` parameter of each ``async def`` endpoint of ``app``
+    from a wrapper of the endpoint, the session opened as `get_async_session` opens it,
+    after the route's other dependencies. Routes of included routers that FastAPI keeps as
+    one entry, ``def`` endpoints (whose worker thread cannot wait for a slot) and sessions
+    asked for inside other dependencies keep the dependency."""
+    routes: list[tuple[Any, Any, int]] = []
+    for route in getattr(app, "routes", ()):
+        if not isinstance(route, APIRoute):
+            continue
+        dependant = route.dependant
+        call = dependant.call
+        hoisted = getattr(call, _SESSION_PARAMETER, None)
+        if hoisted is None:
+            hoisted = _wrap_endpoint(dependant)
+            if hoisted is None:
+                continue
+        routes.append((dependant, *hoisted))
+    if not routes:
+        return None
+    parameters = SessionParameters(app, routes)
+    overrides = getattr(app, "dependency_overrides", None)
+    if overrides and get_async_session in overrides:
+        parameters.restore()
+        return parameters
+    for dependant, session_dependant, _ in routes:
+        dependant.dependencies = [
+            sub for sub in dependant.dependencies if sub is not session_dependant
+        ]
+    return parameters
+
+
+def _wrap_endpoint(dependant: Any) -> tuple[Any, int] | None:
+    call = dependant.call
+    # FastAPI awaits the endpoint only when it is a coroutine function by its own test
+    # (asyncio's before Python 3.13, inspect's after): both must say so.
+    if not inspect.iscoroutinefunction(call) or (
+        sys.version_info < (3, 13) and not asyncio.iscoroutinefunction(call)
+    ):
+        return None
+    found = [
+        (index, sub)
+        for index, sub in enumerate(dependant.dependencies)
+        if sub.call is get_async_session and sub.name is not None
+    ]
+    if len(found) != 1:
+        return None
+    index, session_dependant = found[0]
+    request_name = dependant.request_param_name
+    if request_name is None:
+        request_name = dependant.request_param_name = _REQUEST_KEY
+    wrapper = _with_session(
+        call, session_dependant.name, request_name, own_request=request_name == _REQUEST_KEY
+    )
+    setattr(wrapper, _SESSION_PARAMETER, (session_dependant, index))
+    _keep_endpoint_context(call, wrapper)
+    dependant.call = wrapper
+    return session_dependant, index
+
+
+def _keep_endpoint_context(call: Any, wrapper: Any) -> None:
+    # Recent FastAPI versions name the endpoint's file and line in validation errors, read
+    # from the function they call (and cached by its id): the endpoint's, not the wrapper's
+    # file. Versions without that context have nothing to keep.
+    extract = getattr(fastapi_routing, "_extract_endpoint_context", None)
+    cache = getattr(fastapi_routing, "_endpoint_context_cache", None)
+    if callable(extract) and isinstance(cache, dict):
+        cache[id(wrapper)] = extract(call)
+
+
+def _with_session(
+    call: Callable[..., Any], name: str, request_name: str, *, own_request: bool
+) -> Callable[..., Any]:
+    @functools.wraps(call)
+    async def endpoint(**values: Any) -> Any:
+        request = values.pop(request_name) if own_request else values[request_name]
+        if name not in values:  # the dependency's value when it was given back
+            values[name] = await request_async_session(request, None)
+        return await call(**values)
+
+    return endpoint
 
 
 def apply_route_options(unit: UnitOfWork, scope: Scope) -> None:

@@ -89,6 +89,10 @@ def _dependency_calls(app: Any) -> Iterator[Any]:
     pending = list(_route_dependants(getattr(app, "routes", ())))
     while pending:
         dependant = pending.pop()
+        if getattr(dependant.call, "sessionscope_session_parameter", None) is not None:
+            # The endpoint's session parameter, supplied by its wrapper (see
+            # `hoist_session_parameters`).
+            yield get_async_session
         for dependency in dependant.dependencies:
             yield getattr(dependency.call, "__func__", dependency.call)
             pending.append(dependency)

@@ -542,7 +542,16 @@ class Attachment:
     """One `Database` attached to one app: what the request boundary and the dependencies
     need to find where a request's unit of work runs."""
 
-    __slots__ = ("__weakref__", "config", "default", "label", "owner", "runtime", "scope_key")
+    __slots__ = (
+        "__weakref__",
+        "config",
+        "default",
+        "label",
+        "owner",
+        "runtime",
+        "scope_key",
+        "session_parameters",
+    )
 
     def __init__(
         self,
@@ -560,6 +569,9 @@ class Attachment:
         self.label = label
         self.default = default
         self.runtime: Runtime = standalone
+        self.session_parameters: Any = None
+        """The app's routes whose session parameter bypasses FastAPI's dependency solving
+        (`hoist_session_parameters`), checked for overrides on each request."""
         """The app's own runtime while its lifespan runs; before and after, the database's
         runtime for use without an app (which serves requests only once started by hand)."""
 
