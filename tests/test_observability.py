@@ -40,6 +40,8 @@ from sessionscope import (
 from sessionscope._prometheus import METRICS, StatsCollector
 from sessionscope.testing import fail_on_query_budget
 
+from .conftest import require_server
+
 PARENTS = 6
 BUDGET = 5
 
@@ -466,3 +468,32 @@ def test_each_database_of_a_request_counts_its_own_statements(tmp_path: Any) -> 
             counts[db.name] = route.statements
     # Each counts its BEGIN (SQLite) and its own SELECTs.
     assert counts == {"first": 4, "second": 2}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_the_accounting_adds_no_connection_event_to_the_engines(server: str) -> None:
+    # Connection events on an engine make every connection dispatch each of its events (BEGIN,
+    # COMMIT, every execute) through the engine's listeners: the statements are timed through
+    # the dialect's do_execute events instead, looked at only where a cursor executes.
+    db = Database(require_server(server), query_stats=True, slow_query_threshold=60.0)
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.get("/count")
+    async def count(session: AsyncDbSession) -> int:
+        await session.execute(text("SELECT 1"))
+        await session.execute(text("SELECT 2"))
+        stats = query_stats()
+        assert stats is not None
+        return stats.statements
+
+    with TestClient(app) as client:
+        assert client.get("/count").json() == 2
+        engines = [db.sync_engine, db.async_engine.sync_engine]
+        assert [engine._has_events for engine in engines] == [False, False]
+        assert all(engine.dialect._has_events for engine in engines)

@@ -3,8 +3,8 @@ detector), the slow-query log, ``Server-Timing``, and the per-route metrics of `
 
 Each `Runtime` has one `Observer`. A request's unit of work gets an `Observation` when its
 session is about to open (after the wait for a connection slot) and hands it back when the
-unit ends; statements are attributed to it through SQLAlchemy's cursor events on the
-runtime's engines, which are listened to only when a feature needs them. SQL text is logged
+unit ends; statements are attributed to it through the dialect's ``do_execute`` events of
+the runtime's engines, which are listened to only when a feature needs them. SQL text is logged
 as the driver received it, with placeholders: parameters never appear.
 """
 
@@ -30,8 +30,6 @@ query_budget_logger = logging.getLogger("sessionscope.query_budget")
 
 NO_ROUTE = "-"
 """The route of statements outside requests (scripts, `db.transaction()` in workers)."""
-
-_STARTED = "sessionscope_statement_started"
 
 
 @dataclass(frozen=True)
@@ -175,32 +173,50 @@ class Observer:
     # -- engines ----------------------------------------------------------------------------
 
     def watch(self, engine: Engine) -> None:
-        """Listen to ``engine``'s statements, when a feature needs them."""
+        """Time ``engine``'s statements, when a feature needs them.
+
+        The hooks are the dialect's ``do_execute`` events, which run the driver's execute
+        themselves, and not the connection's cursor events: an engine with connection event
+        listeners makes each of its connections dispatch every connection event (BEGIN,
+        COMMIT, each execute) through the engine's listeners, which cost more than the
+        statements' accounting itself. Dialect events are looked at only where a cursor
+        executes."""
         if not self.listens:
             return
-        event.listen(engine, "before_cursor_execute", _before_cursor_execute)
-        event.listen(engine, "after_cursor_execute", self._after_cursor_execute)
+        event.listen(engine, "do_execute", self._do_execute)
+        event.listen(engine, "do_executemany", self._do_executemany)
+        event.listen(engine, "do_execute_no_params", self._do_execute_no_params)
         self._engines.append(engine)
 
     def unwatch(self) -> None:
         engines, self._engines = self._engines, []
         for engine in engines:
-            event.remove(engine, "before_cursor_execute", _before_cursor_execute)
-            event.remove(engine, "after_cursor_execute", self._after_cursor_execute)
+            event.remove(engine, "do_execute", self._do_execute)
+            event.remove(engine, "do_executemany", self._do_executemany)
+            event.remove(engine, "do_execute_no_params", self._do_execute_no_params)
 
-    def _after_cursor_execute(
-        self,
-        conn: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        started = getattr(context, _STARTED, None)
-        if started is None:
-            return
-        elapsed = time.perf_counter() - started
+    # A hook returns True: it has executed the statement, the dialect does not again. A
+    # statement that fails raises out of it unaccounted, as before the hooks.
+
+    def _do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        started = time.perf_counter()
+        context.dialect.do_execute(cursor, statement, parameters, context)
+        self._account(cursor, statement, time.perf_counter() - started)
+        return True
+
+    def _do_executemany(self, cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+        started = time.perf_counter()
+        context.dialect.do_executemany(cursor, statement, parameters, context)
+        self._account(cursor, statement, time.perf_counter() - started)
+        return True
+
+    def _do_execute_no_params(self, cursor: Any, statement: str, context: Any) -> bool:
+        started = time.perf_counter()
+        context.dialect.do_execute_no_params(cursor, statement, context)
+        self._account(cursor, statement, time.perf_counter() - started)
+        return True
+
+    def _account(self, cursor: Any, statement: str, elapsed: float) -> None:
         observation = self._current.get()
         if observation is not None:
             observation.statements += 1
@@ -279,14 +295,6 @@ class Observer:
 def one_line(statement: str) -> str:
     """SQL text on one log line."""
     return " ".join(statement.split())
-
-
-def _before_cursor_execute(
-    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-) -> None:
-    # On the execution context: a statement that fails leaves nothing behind.
-    if context is not None:
-        setattr(context, _STARTED, time.perf_counter())
 
 
 def server_timing(observation: Observation) -> bytes:
