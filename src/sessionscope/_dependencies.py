@@ -338,7 +338,9 @@ def hoist_route_options(app: Any) -> None:
         setattr(route, _ROUTE_OPTIONS, (*getattr(route, _ROUTE_OPTIONS, ()), *hoisted))
 
 
-_SESSION_PARAMETER = "sessionscope_session_parameter"
+SESSION_PARAMETER = "sessionscope_session_parameter"
+"""The attribute of an endpoint wrapper that supplies the session parameter itself
+(`hoist_session_parameters`): the session dependant it took out, and its index."""
 _REQUEST_KEY = "_sessionscope_request"
 
 
@@ -390,7 +392,7 @@ def hoist_session_parameters(app: Any) -> SessionParameters | None:
             continue
         dependant = route.dependant
         call = dependant.call
-        hoisted = getattr(call, _SESSION_PARAMETER, None)
+        hoisted = getattr(call, SESSION_PARAMETER, None)
         if hoisted is None:
             hoisted = _wrap_endpoint(dependant)
             if hoisted is None:
@@ -399,9 +401,8 @@ def hoist_session_parameters(app: Any) -> SessionParameters | None:
     if not routes:
         return None
     parameters = SessionParameters(app, routes)
-    overrides = getattr(app, "dependency_overrides", None)
-    if overrides and get_async_session in overrides:
-        parameters.restore()
+    parameters.check()
+    if parameters.restored:
         return parameters
     for dependant, session_dependant, _ in routes:
         dependant.dependencies = [
@@ -432,7 +433,7 @@ def _wrap_endpoint(dependant: Any) -> tuple[Any, int] | None:
     wrapper = _with_session(
         call, session_dependant.name, request_name, own_request=request_name == _REQUEST_KEY
     )
-    setattr(wrapper, _SESSION_PARAMETER, (session_dependant, index))
+    setattr(wrapper, SESSION_PARAMETER, (session_dependant, index))
     _keep_endpoint_context(call, wrapper)
     dependant.call = wrapper
     return session_dependant, index

@@ -15,7 +15,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_dependant
 
 from ._database import Database
-from ._dependencies import get_async_session, get_session
+from ._dependencies import SESSION_PARAMETER, get_async_session, get_session
 from ._engines import is_async_url, parse_url
 from ._runtime import attachments_of
 
@@ -89,7 +89,7 @@ def _dependency_calls(app: Any) -> Iterator[Any]:
     pending = list(_route_dependants(getattr(app, "routes", ())))
     while pending:
         dependant = pending.pop()
-        if getattr(dependant.call, "sessionscope_session_parameter", None) is not None:
+        if getattr(dependant.call, SESSION_PARAMETER, None) is not None:
             # The endpoint's session parameter, supplied by its wrapper (see
             # `hoist_session_parameters`).
             yield get_async_session
