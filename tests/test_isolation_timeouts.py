@@ -30,7 +30,7 @@ from sessionscope import (
     unit_of_work,
 )
 from sessionscope._retry import is_statement_timeout
-from sessionscope._runtime import connection_options
+from sessionscope._runtime import MAX_KEPT_BINDS, connection_options
 
 LEVEL_SQL = {"postgresql": "SHOW transaction_isolation", "mysql": "SELECT @@session.tx_isolation"}
 ID_SQL = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
@@ -170,6 +170,26 @@ def test_the_database_wide_timeout_applies_to_transactions_and_a_block_can_set_i
         with db.transaction(statement_timeout=5) as session:
             assert session.execute(text("SELECT 1")).scalar_one() == 1
             session.execute(text(SLEEP_SQL[backend].replace("2", "0.3")))
+    finally:
+        db.close()
+
+
+def test_timeouts_computed_per_call_apply_and_the_kept_engine_copies_stay_bounded(
+    server_url: str,
+) -> None:
+    # A timeout computed per call (a remaining deadline) is a new option set each time: the
+    # runtime keeps the first MAX_KEPT_BINDS copies and makes the others per unit.
+    backend = make_url(server_url).get_backend_name()
+    db = Database(server_url, pool_size=1, max_overflow=0)
+    try:
+        for step in range(MAX_KEPT_BINDS + 6):
+            with db.transaction(statement_timeout=10 + step / 100) as session:
+                assert session.execute(text("SELECT 1")).scalar_one() == 1
+        assert len(db._standalone._sync_binds) == MAX_KEPT_BINDS
+        # Past the bound, a unit's own timeout still applies.
+        with pytest.raises(DBAPIError) as cancelled, db.transaction(statement_timeout=0.2) as session:
+            session.execute(text(SLEEP_SQL[backend]))
+        assert is_statement_timeout(cancelled.value)
     finally:
         db.close()
 

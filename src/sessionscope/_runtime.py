@@ -264,9 +264,9 @@ class Runtime:
         key = _bind_key(unit)
         bind = self._sync_binds.get(key)
         if bind is None:
-            bind = self._sync_binds[key] = _with_options(
-                self.sync_engine, self.sync_url, key, pgbouncer=self._config.pgbouncer
-            )
+            bind = _with_options(self.sync_engine, self.sync_url, key, pgbouncer=self._config.pgbouncer)
+            if len(self._sync_binds) < MAX_KEPT_BINDS:
+                self._sync_binds[key] = bind
         return bind
 
     def async_bind_for(self, unit: UnitNeeds) -> AsyncEngine:
@@ -277,9 +277,9 @@ class Runtime:
         key = _bind_key(unit)
         bind = self._async_binds.get(key)
         if bind is None:
-            bind = self._async_binds[key] = _with_options(
-                self.async_engine, self.async_url, key, pgbouncer=self._config.pgbouncer
-            )
+            bind = _with_options(self.async_engine, self.async_url, key, pgbouncer=self._config.pgbouncer)
+            if len(self._async_binds) < MAX_KEPT_BINDS:
+                self._async_binds[key] = bind
         return bind
 
     def slots(self, flavour: Flavour) -> ConnectionSlots | None:
@@ -463,6 +463,11 @@ class Runtime:
 
 BindKey = tuple[UnitMode, IsolationLevel | None, float | None]
 """What decides a unit's connection options: its mode, isolation level and statement timeout."""
+
+MAX_KEPT_BINDS = 64
+"""Option copies of an engine kept per flavour for reuse. Routes declare a handful; a
+``statement_timeout`` computed per call (``db.transaction(statement_timeout=remaining)``)
+would make one per value, so past this many a unit's copy is made for it and not kept."""
 
 
 def _bind_key(unit: UnitNeeds) -> BindKey:
