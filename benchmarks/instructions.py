@@ -12,6 +12,8 @@ request (the server's ReadyForQuery messages: one per completed exchange, whatev
 driver pipelines before it). Sequential, because under concurrency the event loop's wake-ups
 vary and so does the count; so measured, the same app repeats within about 1.5%, while its
 requests/s on a shared machine can move by 40%.
+``--concurrency N`` sends the measured requests from N connections at once instead, to
+compare the work per request when requests interleave on the event loop.
 
 Needs ``valgrind`` (``apt-get install valgrind``). Results go to a JSON file beside
 ``run.py``'s; ``--compare`` names the stack the ratios are taken to (the ORM ceiling).
@@ -224,6 +226,45 @@ def request(port: int, endpoint: str, sequence: int) -> tuple[int, bytes]:
         raise
 
 
+def send(port: int, endpoint: str, total: int, concurrency: int, first: int) -> int:
+    """Send ``total`` requests, from ``concurrency`` keep-alive connections at once; the
+    number of non-2xx answers."""
+    if concurrency == 1:
+        return sum(not 200 <= request(port, endpoint, first + i + 1)[0] < 300 for i in range(total))
+    lock = threading.Lock()
+    numbers = iter(range(first + 1, first + total + 1))
+    failures = [0]
+
+    def connection() -> None:
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            while True:
+                with lock:
+                    sequence = next(numbers, None)
+                if sequence is None:
+                    return
+                if endpoint == "get":
+                    client.request("GET", f"/items/{random.randint(1, 10_000)}")
+                else:
+                    client.request(
+                        "POST", f"/items/?name=item-{sequence}&description=instructions", body=b""
+                    )
+                response = client.getresponse()
+                response.read()
+                if not 200 <= response.status < 300:
+                    with lock:
+                        failures[0] += 1
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=connection) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures[0]
+
+
 def callgrind_control(option: str, pid: int) -> None:
     subprocess.run(["callgrind_control", option, str(pid)], check=True, capture_output=True)
 
@@ -261,11 +302,8 @@ def measure(
                 before = set(out_dir.glob("callgrind.out*"))
                 callgrind_control("-z", process.pid)
                 counter.reset()
-                failures = 0
-                for _ in range(args.requests):
-                    sequence += 1
-                    status, _ = request(app, endpoint, sequence)
-                    failures += not 200 <= status < 300
+                failures = send(app, endpoint, args.requests, args.concurrency, sequence)
+                sequence += args.requests
                 trips = counter.reset()
                 callgrind_control("-d", process.pid)
                 instructions = dumped_instructions(out_dir, before)
@@ -304,6 +342,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--endpoints", type=lambda v: v.split(","), default=["get", "post"])
     parser.add_argument("--requests", type=int, default=300, help="measured, per endpoint")
     parser.add_argument("--warmup", type=int, default=200, help="requests per endpoint before")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="connections sending the measured requests at once (default 1: sequential)",
+    )
     parser.add_argument("--compare", default="ceiling", help="the stack ratios are taken to")
     parser.add_argument(
         "--env",
@@ -344,6 +388,7 @@ def main() -> None:
         "command": "python benchmarks/instructions.py " + " ".join(sys.argv[1:]),
         "requests": args.requests,
         "warmup": args.warmup,
+        "concurrency": args.concurrency,
         "results": rows,
     }
     Path(args.output).write_text(json.dumps(document, indent=1))
