@@ -187,7 +187,10 @@ def test_timeouts_computed_per_call_apply_and_the_kept_engine_copies_stay_bounde
                 assert session.execute(text("SELECT 1")).scalar_one() == 1
         assert len(db._standalone._sync_binds) == MAX_KEPT_BINDS
         # Past the bound, a unit's own timeout still applies.
-        with pytest.raises(DBAPIError) as cancelled, db.transaction(statement_timeout=0.2) as session:
+        with (
+            pytest.raises(DBAPIError) as cancelled,
+            db.transaction(statement_timeout=0.2) as session,
+        ):
             session.execute(text(SLEEP_SQL[backend]))
         assert is_statement_timeout(cancelled.value)
     finally:

@@ -264,7 +264,9 @@ class Runtime:
         key = _bind_key(unit)
         bind = self._sync_binds.get(key)
         if bind is None:
-            bind = _with_options(self.sync_engine, self.sync_url, key, pgbouncer=self._config.pgbouncer)
+            bind = _with_options(
+                self.sync_engine, self.sync_url, key, pgbouncer=self._config.pgbouncer
+            )
             if len(self._sync_binds) < MAX_KEPT_BINDS:
                 self._sync_binds[key] = bind
         return bind
@@ -277,7 +279,9 @@ class Runtime:
         key = _bind_key(unit)
         bind = self._async_binds.get(key)
         if bind is None:
-            bind = _with_options(self.async_engine, self.async_url, key, pgbouncer=self._config.pgbouncer)
+            bind = _with_options(
+                self.async_engine, self.async_url, key, pgbouncer=self._config.pgbouncer
+            )
             if len(self._async_binds) < MAX_KEPT_BINDS:
                 self._async_binds[key] = bind
         return bind
