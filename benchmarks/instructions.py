@@ -212,18 +212,25 @@ def request(port: int, endpoint: str, sequence: int) -> tuple[int, bytes]:
     if connection is None:
         connection = _connections[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        if endpoint == "get":
-            connection.request("GET", f"/items/{random.randint(1, 10_000)}")
-        else:
-            connection.request(
-                "POST", f"/items/?name=item-{sequence}&description=instructions", body=b""
-            )
-        response = connection.getresponse()
-        return response.status, response.read()
+        return exchange(connection, endpoint, sequence)
     except (OSError, http.client.HTTPException):
         _connections.pop(port, None)
         connection.close()
         raise
+
+
+def exchange(
+    connection: http.client.HTTPConnection, endpoint: str, sequence: int
+) -> tuple[int, bytes]:
+    """One request of ``endpoint`` (a random item, or a new one named after ``sequence``)."""
+    if endpoint == "get":
+        connection.request("GET", f"/items/{random.randint(1, 10_000)}")
+    else:
+        connection.request(
+            "POST", f"/items/?name=item-{sequence}&description=instructions", body=b""
+        )
+    response = connection.getresponse()
+    return response.status, response.read()
 
 
 def send(port: int, endpoint: str, total: int, concurrency: int, first: int) -> int:
@@ -243,15 +250,8 @@ def send(port: int, endpoint: str, total: int, concurrency: int, first: int) -> 
                     sequence = next(numbers, None)
                 if sequence is None:
                     return
-                if endpoint == "get":
-                    client.request("GET", f"/items/{random.randint(1, 10_000)}")
-                else:
-                    client.request(
-                        "POST", f"/items/?name=item-{sequence}&description=instructions", body=b""
-                    )
-                response = client.getresponse()
-                response.read()
-                if not 200 <= response.status < 300:
+                status, _ = exchange(client, endpoint, sequence)
+                if not 200 <= status < 300:
                     with lock:
                         failures[0] += 1
         finally:
