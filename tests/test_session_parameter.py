@@ -5,11 +5,13 @@ when set while the app runs."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import ResponseValidationError
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -142,3 +144,28 @@ def test_validation_errors_still_name_the_endpoint(db: Database) -> None:
     if "File " in message or "invalid_response" in message:
         assert __file__ in message or "test_session_parameter.py" in message
         assert "_dependencies.py" not in message
+
+
+@pytest.mark.parametrize("frozen", [{"call"}, {"dependencies"}])
+def test_a_route_description_that_cannot_change_keeps_the_dependency(
+    db: Database, monkeypatch: pytest.MonkeyPatch, frozen: set[str]
+) -> None:
+    # A future FastAPI may freeze its Dependant: the app must still start and serve, the
+    # session then supplied by the dependency (or passed on by the wrapper), not fail.
+    app = _app(db)
+    routes = {id(route.dependant) for route in app.routes if isinstance(route, APIRoute)}
+    setattr_ = Dependant.__setattr__
+
+    def refuse(self: Dependant, name: str, value: Any) -> None:
+        if name in frozen and id(self) in routes:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        setattr_(self, name, value)
+
+    monkeypatch.setattr(Dependant, "__setattr__", refuse)
+    with TestClient(app) as client:
+        assert _solves_session_dependency(app, "/items/{name}")
+        assert client.post("/items/a").json() == {"session": "ScopedAsyncSession"}
+        assert _names(db) == ["a"]
+        response = client.post("/with-request/b")
+        assert response.json() == {"path": "/with-request/b", "same": True}
+    assert _names(db) == ["a", "b"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import sys
@@ -405,9 +406,11 @@ def hoist_session_parameters(app: Any) -> SessionParameters | None:
     if parameters.restored:
         return parameters
     for dependant, session_dependant, _ in routes:
-        dependant.dependencies = [
-            sub for sub in dependant.dependencies if sub is not session_dependant
-        ]
+        # Should the list not be replaceable, the wrapper passes the dependency's session on.
+        with contextlib.suppress(AttributeError, TypeError):
+            dependant.dependencies = [
+                sub for sub in dependant.dependencies if sub is not session_dependant
+            ]
     return parameters
 
 
@@ -428,14 +431,23 @@ def _wrap_endpoint(dependant: Any) -> tuple[Any, int] | None:
         return None
     index, session_dependant = found[0]
     request_name = dependant.request_param_name
-    if request_name is None:
-        request_name = dependant.request_param_name = _REQUEST_KEY
-    wrapper = _with_session(
-        call, session_dependant.name, request_name, own_request=request_name == _REQUEST_KEY
-    )
+    own_request = request_name is None
+    if own_request:
+        request_name = _REQUEST_KEY
+    wrapper = _with_session(call, session_dependant.name, request_name, own_request=own_request)
     setattr(wrapper, SESSION_PARAMETER, (session_dependant, index))
+    try:
+        if own_request:
+            dependant.request_param_name = request_name
+        dependant.call = wrapper
+    except (AttributeError, TypeError):
+        # A FastAPI whose route description cannot be changed (a frozen Dependant): the
+        # route keeps solving its session dependency, as `def` endpoints do.
+        if own_request:
+            with contextlib.suppress(AttributeError, TypeError):
+                dependant.request_param_name = None
+        return None
     _keep_endpoint_context(call, wrapper)
-    dependant.call = wrapper
     return session_dependant, index
 
 
