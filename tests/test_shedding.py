@@ -16,7 +16,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from sessionscope import AsyncDbSession, Database, DatabaseBusyError, DbSession
+from sessionscope import AsyncDbSession, Database, DatabaseBusyError, DatabaseConfig, DbSession
 from sessionscope._slots import ConnectionSlots
 
 pytestmark = pytest.mark.anyio
@@ -78,6 +78,28 @@ async def test_a_newcomer_that_could_not_be_served_in_time_is_shed_at_once() -> 
         await queue.join("patient", 10)
         await queue.drain(9, 0.01)
     assert queue.served == [f"w{index}" for index in range(20)] + ["patient"]
+
+
+@pytest.mark.parametrize(
+    ("pool_timeout", "retry_after", "longest"), [(5.0, 1, 5), (2.2, 1, 3), (0.5, 2, 2)]
+)
+def test_the_longest_retry_after_of_a_config(
+    pool_timeout: float, retry_after: int, longest: int
+) -> None:
+    config = DatabaseConfig(pool_timeout=pool_timeout, retry_after=retry_after)
+    assert config.longest_retry_after == longest
+
+
+async def test_a_shed_request_is_told_the_longest_retry_after() -> None:
+    config = DatabaseConfig(pool_timeout=0.5, retry_after=2)
+    slots = ConnectionSlots(1, shed=True)
+    async with anyio.create_task_group() as group:
+        queue = Queue(slots, group)
+        await seen_draining(queue)
+        with pytest.raises(DatabaseBusyError) as shed:
+            await slots.acquire(config.pool_timeout, config.retry_after)
+        assert shed.value.headers == {"Retry-After": str(config.longest_retry_after)}
+        await queue.drain(8, 0.01)
 
 
 async def test_the_end_of_a_queue_that_cannot_drain_in_time_is_shed_early() -> None:

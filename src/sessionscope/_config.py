@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ._errors import ConfigurationError
-from ._policy import CommitPolicy, check_commit_policy
+from ._policy import CommitPolicy, busy_retry_after, check_commit_policy
 from ._pool import DEFAULT_OVERFLOW_IDLE_TIMEOUT
 from ._tuning import check_statement_timeout
 
@@ -210,6 +210,13 @@ class DatabaseConfig:
 
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for ``create_engine``; they win over sessionscope's defaults."""
+
+    @property
+    def longest_retry_after(self) -> int:
+        """The longest ``Retry-After`` (seconds) this database's 503s carry: a request shed
+        under overload is told to come back after `pool_timeout`, at least `retry_after`.
+        Behind a server that closes idle kept-alive connections, keep them open longer."""
+        return busy_retry_after(self.retry_after, self.pool_timeout)
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:

@@ -6,6 +6,7 @@ them; the tests enumerate them.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from ._classify import TRANSIENT_KINDS, classify, cut_during_commit
@@ -43,6 +44,15 @@ def check_commit_policy(policy: object) -> CommitPolicy:
 
 CONFLICT_DETAIL = "The request conflicts with the current state of the data."
 BUSY_DETAIL = "The database is busy or unavailable; retry later."
+
+
+def busy_retry_after(retry_after: int, waited: float) -> int:
+    """Seconds of the ``Retry-After`` of a 503 for an exhausted pool: ``retry_after``, or,
+    for a request shed after (or instead of) waiting ``waited`` seconds, the time the queue
+    it met needs to drain, whichever is longer."""
+    return max(retry_after, math.ceil(waited))
+
+
 COMMIT_FAILED_DETAIL = "The transaction could not be committed."
 OUTCOME_UNKNOWN_DETAIL = (
     "The connection to the database was lost during COMMIT: the outcome is unknown, the "

@@ -24,7 +24,6 @@ adding to the queue.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 
@@ -32,7 +31,7 @@ import anyio
 from anyio.lowlevel import checkpoint
 
 from ._errors import DatabaseBusyError
-from ._policy import BUSY_DETAIL
+from ._policy import BUSY_DETAIL, busy_retry_after
 
 BUCKET = 0.5
 """Seconds of each count of slots given back while requests waited."""
@@ -169,5 +168,5 @@ class ConnectionSlots:
 
 def _busy(retry_after: int, max_wait: float) -> DatabaseBusyError:
     # A shed request is told to come back once the queue it met has had time to drain.
-    seconds = max(retry_after, math.ceil(max_wait))
+    seconds = busy_retry_after(retry_after, max_wait)
     return DatabaseBusyError(503, BUSY_DETAIL, headers={"Retry-After": str(seconds)})

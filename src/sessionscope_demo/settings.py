@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
@@ -63,7 +62,7 @@ class ServiceSettings(BaseSettings):
         its kept-alive connection just as the server closes it, and is reset."""
         if self.keep_alive_timeout is not None:
             return self.keep_alive_timeout
-        return max(config.retry_after, math.ceil(config.pool_timeout)) + 5
+        return config.longest_retry_after + 5
 
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"
