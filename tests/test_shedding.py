@@ -128,7 +128,9 @@ async def test_without_shedding_every_newcomer_waits() -> None:
         started = time.perf_counter()
         with pytest.raises(DatabaseBusyError):
             await slots.acquire(0.2, 1)
-        assert time.perf_counter() - started >= 0.2
+        # Its whole 0.2 s, not answered at once; an event loop may fire a timer up to a
+        # millisecond early (its select timeout is rounded to milliseconds).
+        assert time.perf_counter() - started >= 0.195
         await queue.drain(8, 0.01)
     assert slots.shed == 0
 
